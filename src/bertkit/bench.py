@@ -1,0 +1,47 @@
+"""Side-by-side measurements against transformers, in one process, on the same inputs.
+
+transformers is a reference here, not a dependency: it is imported only when a benchmark runs.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from bertkit.data.readers import read_table
+from bertkit.tokenizer import Tokenizer
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """Fastest wall time of `repeats` runs: the least disturbed by other load on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def tokenizer_throughput(model_dir: Path, data: list[Path], text_column: str, repeats: int = 5) -> list[dict]:
+    """Batch-encoding tokens/s of bertkit and of transformers' fast tokenizer, per data file."""
+    from transformers import AutoTokenizer
+
+    ours = Tokenizer.from_pretrained(model_dir)
+    theirs = AutoTokenizer.from_pretrained(model_dir)
+    rows = []
+    for path in data:
+        texts = [row[text_column] for row in read_table(path, [text_column])]
+        tokens = sum(len(e) for e in ours.encode_batch(texts))
+        ours_s = best_of(repeats, lambda texts=texts: ours.encode_batch(texts))
+        theirs_s = best_of(repeats, lambda texts=texts: theirs(texts, truncation=True, max_length=512))
+        rows.append({"data": str(path), "texts": len(texts), "tokens": tokens, "bertkit_tok_s": tokens / ours_s,
+                     "transformers_tok_s": tokens / theirs_s, "ratio": theirs_s / ours_s})
+    return rows

@@ -1,0 +1,239 @@
+"""Typed configs read from and written to JSON.
+
+`ModelConfig` accepts two spellings of the same architecture: the classic pytorchic-bert model file
+(`dim, dim_ff, n_layers, ...`) and Hugging Face `config.json` (`hidden_size, intermediate_size, ...`).
+`TrainConfig` accepts the classic train file. Every error names the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from bertkit.errors import UserError
+
+# Classic name -> Hugging Face name. The classic names are the attribute names.
+HF_NAMES = {
+    "dim": "hidden_size",
+    "dim_ff": "intermediate_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "p_drop_attn": "attention_probs_dropout_prob",
+    "p_drop_hidden": "hidden_dropout_prob",
+    "max_len": "max_position_embeddings",
+    "n_segments": "type_vocab_size",
+    "vocab_size": "vocab_size",
+    "layer_norm_eps": "layer_norm_eps",
+    "pad_token_id": "pad_token_id",
+    "hidden_act": "hidden_act",
+    "initializer_range": "initializer_range",
+}
+# Hugging Face keys that describe bookkeeping, not the network; read and dropped.
+HF_IGNORED = {
+    "architectures",
+    "model_type",
+    "_name_or_path",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "gradient_checkpointing",
+    "use_cache",
+    "classifier_dropout",
+    "output_past",
+    "chunk_size_feed_forward",
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "tie_word_embeddings",
+    "is_encoder_decoder",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "directionality",
+    "pooler_fc_size",
+    "pooler_num_attention_heads",
+    "pooler_num_fc_layers",
+    "pooler_size_per_head",
+    "pooler_type",
+    "tokenizer_class",
+    "num_labels",
+}
+# Hugging Face settings that would change the network into one bertkit does not build.
+HF_UNSUPPORTED = {
+    "position_embedding_type": "absolute",
+    "is_decoder": False,
+    "add_cross_attention": False,
+}
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+
+def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Return `value` converted to the field's type, or raise naming the key and the file."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        annotation = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(annotation)
+    expected = origin or annotation
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        raise UserError(f"{source}: key '{key}' must be {expected.__name__}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise UserError(f"{source}: unknown key '{key}' (known keys: {', '.join(sorted(names))})")
+    values = {key: _check_type(value, hints[key], key, source) for key, value in data.items()}
+    config = cls(**values)
+    config.validate(source)
+    return config
+
+
+def _read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The shape of a BERT network, plus the label names of a task head when it has one."""
+
+    vocab_size: int = 30522
+    dim: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    dim_ff: int = 3072
+    p_drop_hidden: float = 0.1
+    p_drop_attn: float = 0.1
+    max_len: int = 512
+    n_segments: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    hidden_act: str = "gelu"
+    initializer_range: float = 0.02
+    id2label: dict | None = None
+    problem_type: str | None = None
+
+    def validate(self, source: str = "config") -> None:
+        for key in ("vocab_size", "dim", "n_layers", "n_heads", "dim_ff", "max_len", "n_segments"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
+        if self.dim % self.n_heads:
+            raise UserError(f"{source}: key 'dim' ({self.dim}) must be divisible by 'n_heads' ({self.n_heads})")
+        for key in ("p_drop_hidden", "p_drop_attn"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise UserError(f"{source}: key '{key}' must be in [0, 1), got {getattr(self, key)}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise UserError(f"{source}: key 'hidden_act' must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise UserError(f"{source}: key 'problem_type' must be one of {PROBLEM_TYPES}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise UserError(f"{source}: key 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Label names in id order, when the config carries a task head's labels."""
+        if not self.id2label:
+            return None
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
+        """Build from either spelling; the presence of `hidden_size` or `model_type` marks Hugging Face's."""
+        if "hidden_size" in data or "model_type" in data:
+            return cls._from_hf(data, source)
+        return _build(cls, data, source)
+
+    @classmethod
+    def _from_hf(cls, data: dict[str, Any], source: str) -> ModelConfig:
+        if data.get("model_type", "bert") != "bert":
+            raise UserError(f"{source}: key 'model_type' is {data['model_type']!r}; bertkit reads BERT models only")
+        for key, supported in HF_UNSUPPORTED.items():
+            if data.get(key, supported) != supported:
+                raise UserError(f"{source}: key '{key}' = {data[key]!r} is not supported (only {supported!r})")
+        classic_of = {hf: classic for classic, hf in HF_NAMES.items()}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in classic_of:
+                values[classic_of[key]] = value
+            elif key == "id2label":
+                # JSON object keys are strings; ids are ints.
+                values["id2label"] = {int(i): name for i, name in value.items()}
+            elif key == "problem_type":
+                values["problem_type"] = value
+        return _build(cls, values, source)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ModelConfig:
+        return cls.from_dict(_read_json(path), source=str(path))
+
+    def to_hf_dict(self, architecture: str = "BertModel") -> dict[str, Any]:
+        data: dict[str, Any] = {"architectures": [architecture], "model_type": "bert"}
+        data.update({hf: getattr(self, classic) for classic, hf in HF_NAMES.items()})
+        data["position_embedding_type"] = "absolute"
+        if self.id2label:
+            data["id2label"] = {str(i): name for i, name in self.id2label.items()}
+            data["label2id"] = {name: i for i, name in self.id2label.items()}
+        if self.problem_type:
+            data["problem_type"] = self.problem_type
+        return data
+
+    def to_classic_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in HF_NAMES}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The classic train file: `warmup` is a fraction of the total steps; `total_steps` caps training when set."""
+
+    seed: int = 42
+    batch_size: int = 32
+    lr: float = 5e-5
+    n_epochs: int = 3
+    warmup: float = 0.1
+    save_steps: int = 500
+    total_steps: int | None = None
+
+    def validate(self, source: str = "config") -> None:
+        for key in ("batch_size", "n_epochs", "save_steps"):
+            if getattr(self, key) <= 0:
+                raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise UserError(f"{source}: key 'lr' must be positive, got {self.lr}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise UserError(f"{source}: key 'warmup' is a fraction of total steps in [0, 1), got {self.warmup}")
+        if self.total_steps is not None and self.total_steps <= 0:
+            raise UserError(f"{source}: key 'total_steps' must be positive, got {self.total_steps}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        return _build(cls, data, source)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(_read_json(path), source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

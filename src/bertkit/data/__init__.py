@@ -1,0 +1,1 @@
+"""Reading user data (`readers`) and turning encoded examples into batches (`batching`)."""

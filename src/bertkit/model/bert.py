@@ -1,0 +1,226 @@
+"""The BERT encoder: embeddings, post-LN transformer layers, pooler.
+
+Every per-token operation (embeddings, projections, feed-forward, LayerNorm) acts on the last dimension, so
+one layer serves two layouts of the same batch:
+  - padded: hidden states of shape (batch, seq, dim) with a key mask;
+  - packed: only the real tokens, (tokens, dim), with cumulative sequence lengths (`Packing`), so that no
+    work is spent on padding. Only attention needs to know which tokens belong to which sequence.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertkit.config import ModelConfig
+from bertkit.model.checkpoint import Pretrained
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": functools.partial(F.gelu, approximate="tanh"),
+    "gelu_pytorch_tanh": functools.partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
+    """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
+    batch, seq, three_dim = qkv.shape
+    q, k, v = qkv.view(batch, seq, 3, n_heads, three_dim // (3 * n_heads)).permute(2, 0, 3, 1, 4)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    return context.transpose(1, 2).reshape(batch, seq, three_dim // 3)
+
+
+class Layout(Protocol):
+    """How the tokens of a batch are laid out; knows how to run attention over them."""
+
+    def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor: ...
+
+
+@dataclass
+class Padded:
+    """A (batch, seq) grid; `key_mask` (batch, 1, 1, seq) is True at real tokens, None when none is padding."""
+
+    key_mask: Tensor | None
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor | None) -> Padded:
+        if attention_mask is None or bool(attention_mask.all()):
+            return cls(None)
+        return cls(attention_mask.bool()[:, None, None, :])
+
+    def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        return _padded_attention(qkv, self.key_mask, n_heads, dropout_p)
+
+
+@dataclass
+class Packing:
+    """The real tokens of a (batch, seq) grid packed into one row of `indices.numel()` tokens.
+
+    `indices` are the flat grid positions of the real tokens, `cu_seqlens` the int32 offsets where each
+    sequence starts in the packed row (length batch + 1), `max_seqlen` the longest sequence.
+    """
+
+    indices: Tensor
+    cu_seqlens: Tensor
+    max_seqlen: int
+    batch: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor) -> Packing:
+        """Pack the positions where `attention_mask` is 1; real tokens must come first in each row."""
+        lengths = attention_mask.sum(dim=1, dtype=torch.int32)
+        indices = attention_mask.flatten().nonzero().flatten()
+        cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+        return cls(indices, cu_seqlens, int(lengths.max()), *attention_mask.shape)
+
+    def pack(self, grid: Tensor) -> Tensor:
+        """(batch, seq, ...) -> (tokens, ...)."""
+        return grid.flatten(0, 1)[self.indices]
+
+    def unpack(self, packed: Tensor) -> Tensor:
+        """(tokens, ...) -> (batch, seq, ...), zeros at padding."""
+        grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:])
+        grid[self.indices] = packed
+        return grid.view(self.batch, self.seq_len, *packed.shape[1:])
+
+    def position_ids(self) -> Tensor:
+        """Position of each packed token within its own sequence."""
+        return self.indices % self.seq_len
+
+    def first_tokens(self) -> Tensor:
+        """Packed index of each sequence's first token ([CLS])."""
+        return self.cu_seqlens[:-1].long()
+
+    def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        # Attention is the one step that needs the sequences apart: lay them out on the grid for it.
+        key_mask = torch.zeros(self.batch * self.seq_len, dtype=torch.bool, device=qkv.device)
+        key_mask[self.indices] = True
+        key_mask = key_mask.view(self.batch, 1, 1, self.seq_len)
+        return self.pack(_padded_attention(self.unpack(qkv), key_mask, n_heads, dropout_p))
+
+
+class Embeddings(nn.Module):
+    """Word + learned position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_len, config.dim)
+        self.segment = nn.Embedding(config.n_segments, config.dim)
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.p_drop_hidden)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
+        embedded = self.word(input_ids) + self.position(position_ids) + self.segment(token_type_ids)
+        return self.dropout(self.norm(embedded))
+
+
+class EncoderLayer(nn.Module):
+    """Self-attention then feed-forward, each followed by dropout, residual add and LayerNorm (post-LN)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.p_drop_attn = config.p_drop_attn
+        self.qkv = nn.Linear(config.dim, 3 * config.dim)  # query, key and value in one matmul
+        self.attn_out = nn.Linear(config.dim, config.dim)
+        self.attn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.ff_in = nn.Linear(config.dim, config.dim_ff)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.ff_out = nn.Linear(config.dim_ff, config.dim)
+        self.ff_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.p_drop_hidden)
+
+    def forward(self, hidden: Tensor, layout: Layout) -> Tensor:
+        dropout_p = self.p_drop_attn if self.training else 0.0
+        context = layout.attention(self.qkv(hidden), self.n_heads, dropout_p)
+        hidden = self.attn_norm(hidden + self.dropout(self.attn_out(context)))
+        return self.ff_norm(hidden + self.dropout(self.ff_out(self.activation(self.ff_in(hidden)))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
+
+    def forward(self, hidden: Tensor, layout: Layout) -> Tensor:
+        for layer in self.layers:
+            hidden = layer(hidden, layout)
+        return hidden
+
+
+class Pooler(nn.Module):
+    """tanh(dense([CLS] hidden state)): the sentence vector the NSP and classification heads read."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.dim, config.dim)
+
+    def forward(self, cls_hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(cls_hidden))
+
+
+@dataclass
+class BertOutput:
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None
+
+
+def init_bert_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: normal(0, std) weights, zero biases, LayerNorm 1 and 0, zero padding row."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        with torch.no_grad():
+            module.weight[module.padding_idx].zero_()
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class BertModel(Pretrained):
+    """BERT encoder with an optional pooler; weights load from and save to Hugging Face directories."""
+
+    def __init__(self, config: ModelConfig, add_pooler: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config)
+        self.pooler = Pooler(config) if add_pooler else None
+        self.apply(lambda module: init_bert_weights(module, config.initializer_range))
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> BertOutput:
+        """Padded (batch, seq) input. With `unpad`, only real tokens go through the encoder."""
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if unpad and attention_mask is not None:
+            packing = Packing.from_mask(attention_mask)
+            hidden = self.forward_packed(packing.pack(input_ids), packing.pack(token_type_ids), packing)
+            pooled = self.pooler(hidden[packing.first_tokens()]) if self.pooler is not None else None
+            return BertOutput(packing.unpack(hidden), pooled)
+        position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        hidden = self.encoder(
+            self.embeddings(input_ids, token_type_ids, position_ids), Padded.from_mask(attention_mask)
+        )
+        pooled = self.pooler(hidden[:, 0]) if self.pooler is not None else None
+        return BertOutput(hidden, pooled)
+
+    def forward_packed(self, input_ids: Tensor, token_type_ids: Tensor, packing: Packing) -> Tensor:
+        """Packed (tokens,) input -> (tokens, dim) hidden states."""
+        hidden = self.embeddings(input_ids, token_type_ids, packing.position_ids())
+        return self.encoder(hidden, packing)

@@ -1,0 +1,159 @@
+"""Task models: the encoder plus one head each.
+
+Attribute names follow Hugging Face's classes of the same name (`bert`, `classifier`, `qa_outputs`,
+`cls.predictions`, `cls.seq_relationship`), so a saved directory loads in transformers unchanged. Each model
+returns raw logits; losses belong to the tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bertkit.config import ModelConfig
+from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
+from bertkit.model.checkpoint import Pretrained
+
+
+def num_labels(config: ModelConfig) -> int:
+    """Label count from the config: one output for regression, two when no labels are named."""
+    if config.problem_type == "regression":
+        return 1
+    return len(config.id2label) if config.id2label else 2
+
+
+class _TaskModel(Pretrained):
+    def __init__(self, config: ModelConfig, add_pooler: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=add_pooler)
+
+    def init_head(self, *modules: nn.Module) -> None:
+        for module in modules:
+            module.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
+
+
+class BertForSequenceClassification(_TaskModel):
+    """Logits (batch, labels) from the pooled [CLS] vector."""
+
+    hf_architecture = "BertForSequenceClassification"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=True)
+        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.classifier = nn.Linear(config.dim, num_labels(config))
+        self.init_head(self.classifier)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> Tensor:
+        pooled = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).pooler_output
+        return self.classifier(self.dropout(pooled))
+
+
+class BertForTokenClassification(_TaskModel):
+    """Logits (batch, seq, labels), one row per token."""
+
+    hf_architecture = "BertForTokenClassification"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=False)
+        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.classifier = nn.Linear(config.dim, num_labels(config))
+        self.init_head(self.classifier)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> Tensor:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
+        return self.classifier(self.dropout(hidden))
+
+
+class BertForQuestionAnswering(_TaskModel):
+    """Start and end logits (batch, seq) of an answer span."""
+
+    hf_architecture = "BertForQuestionAnswering"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=False)
+        self.qa_outputs = nn.Linear(config.dim, 2)
+        self.init_head(self.qa_outputs)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
+        start, end = self.qa_outputs(hidden).unbind(dim=-1)
+        return start, end
+
+
+class PredictionTransform(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.dim, config.dim)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self.LayerNorm(self.activation(self.dense(hidden)))
+
+
+class MaskedLMHead(nn.Module):
+    """Vocabulary logits; the output matrix is the word embedding matrix (tied), passed in at call time."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.transform = PredictionTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        return nn.functional.linear(self.transform(hidden), word_embeddings, self.bias)
+
+
+class PreTrainingHeads(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.predictions = MaskedLMHead(config)
+        self.seq_relationship = nn.Linear(config.dim, 2)
+
+
+class BertForPreTraining(_TaskModel):
+    """Masked-LM logits and next-sentence logits.
+
+    With `masked_positions` (flat indices into the batch*seq grid) the vocabulary projection, the costliest
+    matmul of pretraining, runs only where a prediction is scored.
+    """
+
+    hf_architecture = "BertForPreTraining"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=True)
+        self.cls = PreTrainingHeads(config)
+        self.init_head(self.cls)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        masked_positions: Tensor | None = None,
+        unpad: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
+        hidden = output.last_hidden_state
+        if masked_positions is not None:
+            hidden = hidden.flatten(0, 1)[masked_positions]
+        mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word.weight)
+        return mlm_logits, self.cls.seq_relationship(output.pooler_output)

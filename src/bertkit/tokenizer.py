@@ -1,0 +1,259 @@
+"""BERT WordPiece tokenizer with the semantics of Google's FullTokenizer, run by the `tokenizers` library.
+
+Pipeline: clean text (drop NUL, U+FFFD and control characters, map whitespace to spaces), put spaces around
+CJK ideographs, optionally lower-case and strip accents, split on whitespace and punctuation, then greedy
+longest-match-first WordPiece with `##` continuations; a word over 100 characters becomes [UNK].
+
+Korean: Google strips accents by NFD-decomposing and dropping combining marks, which also turns every Hangul
+syllable into conjoining jamo. That is right only for a vocabulary built the same way (bert-base-uncased,
+hence MiniLM, holds jamo and no syllables). For any other vocabulary the accents are stripped with NFD, drop
+marks, NFC, which recomposes Hangul and leaves it intact.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer as FastTokenizer
+
+from bertkit.errors import UserError
+from bertkit.io import write_atomic
+
+SPECIAL_TOKENS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+MAX_WORD_CHARS = 100
+
+
+@dataclass
+class Encoding:
+    """One encoded text (or pair): ids, segment ids, mask and (start, end) character offsets per token."""
+
+    ids: list[int]
+    type_ids: list[int]
+    attention_mask: list[int]
+    offsets: list[tuple[int, int]]
+    tokens: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    if not path.is_file():
+        raise UserError(f"{path}: vocabulary file not found")
+    vocab: dict[str, int] = {}
+    with path.open(encoding="utf-8") as lines:
+        for index, line in enumerate(lines):
+            vocab.setdefault(line.rstrip("\n"), index)
+    return vocab
+
+
+def vocab_is_nfd_built(vocab: Sequence[str] | dict[str, int]) -> bool:
+    """True when the vocabulary holds conjoining jamo but no Hangul syllables: it was built with NFD."""
+    has_jamo = has_syllables = False
+    for token in vocab:
+        for char in token:
+            has_jamo |= "\u1100" <= char <= "\u11ff"
+            has_syllables |= "\uac00" <= char <= "\ud7a3"
+    return has_jamo and not has_syllables
+
+
+@functools.lru_cache(maxsize=1)
+def _character_classes() -> dict[str, str]:
+    """Regex classes, from the running Python's Unicode tables, of the characters Google's tokenizer treats
+    specially: `dropped` (every "C*" character but tab, newline and return, which its cleaning removes),
+    `marks` (Mn, removed by accent stripping) and `punctuation` (split into their own tokens).
+
+    `tokenizers` has rules of its own for these and Unicode tables of another version; using Python's tables
+    keeps ids identical to Google's tokenizer run on the same Python.
+    """
+    ranges: dict[str, list[list[int]]] = {"dropped": [], "marks": [], "punctuation": []}
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        category = unicodedata.category(chr(code))
+        ascii_punctuation = 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126
+        matches = {
+            "dropped": category[0] == "C" and code not in (9, 10, 13),
+            "marks": category == "Mn",
+            "punctuation": ascii_punctuation or category[0] == "P",
+        }
+        for name, matched in matches.items():
+            if matched:
+                spans = ranges[name]
+                if spans and spans[-1][1] == code - 1:
+                    spans[-1][1] = code
+                else:
+                    spans.append([code, code])
+    return {name: "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in spans) + "]" for name, spans in ranges.items()}
+
+
+def _normalizer(lowercase: bool, strip_accents: bool, keep_hangul: bool, chinese_chars: bool):
+    classes = _character_classes()
+    steps = [
+        normalizers.Replace(Regex(classes["dropped"]), ""),
+        normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=chinese_chars, strip_accents=False, lowercase=False
+        ),
+        # transformers' port composes the text before lower-casing, so that one character spelt two ways
+        # gets one token; it is the reference for ids.
+        normalizers.NFC(),
+    ]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    if strip_accents:
+        steps += [normalizers.NFD(), normalizers.Replace(Regex(classes["marks"]), "")]
+        if keep_hangul:
+            steps.append(normalizers.NFC())
+    return normalizers.Sequence(steps)
+
+
+def _pre_tokenizer():
+    punctuation = Regex(_character_classes()["punctuation"])
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(punctuation, behavior="isolated")]
+    )
+
+
+class Tokenizer:
+    """WordPiece tokenizer for BERT; `encode` and `encode_batch` return ids, segment ids, mask and offsets."""
+
+    def __init__(
+        self,
+        vocab: dict[str, int],
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        keep_hangul: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        model_max_length: int = 512,
+        special_tokens: dict[str, str] | None = None,
+    ) -> None:
+        self.vocab = vocab
+        self.lowercase = lowercase
+        # Google's rule: accents are stripped whenever lower-casing, unless told otherwise.
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.keep_hangul = not vocab_is_nfd_built(vocab) if keep_hangul is None else keep_hangul
+        self.tokenize_chinese_chars = tokenize_chinese_chars
+        self.model_max_length = model_max_length
+        self.special_tokens = dict(SPECIAL_TOKENS if special_tokens is None else special_tokens)
+        for role, token in self.special_tokens.items():
+            if token not in vocab:
+                raise UserError(f"vocabulary has no {role} {token!r}")
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id, self.mask_id = (
+            vocab[self.special_tokens[role]]
+            for role in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
+        )
+        self._fast = self._build_fast()
+
+    def _build_fast(self) -> FastTokenizer:
+        fast = FastTokenizer(
+            models.WordPiece(
+                self.vocab, unk_token=self.special_tokens["unk_token"], max_input_chars_per_word=MAX_WORD_CHARS
+            )
+        )
+        fast.normalizer = _normalizer(self.lowercase, self.strip_accents, self.keep_hangul, self.tokenize_chinese_chars)
+        fast.pre_tokenizer = _pre_tokenizer()
+        cls, sep = self.special_tokens["cls_token"], self.special_tokens["sep_token"]
+        fast.post_processor = processors.TemplateProcessing(
+            single=f"{cls} $A {sep}",
+            pair=f"{cls} $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, self.cls_id), (sep, self.sep_id)],
+        )
+        fast.decoder = decoders.WordPiece(prefix="##")
+        # Special tokens written in the text are recognised whole, as Google's and transformers' do.
+        fast.add_special_tokens(
+            [AddedToken(token, special=True, normalized=False) for token in self.special_tokens.values()]
+        )
+        return fast
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **overrides) -> Tokenizer:
+        """Load `vocab.txt` and, when present, `tokenizer_config.json`; keyword overrides win over both."""
+        directory = Path(directory)
+        vocab = read_vocab(directory / "vocab.txt")
+        settings: dict = {}
+        config_path = directory / "tokenizer_config.json"
+        if config_path.is_file():
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+            settings["lowercase"] = saved.get("do_lower_case", True)
+            settings["strip_accents"] = saved.get("strip_accents")
+            settings["keep_hangul"] = saved.get("bertkit_keep_hangul")
+            settings["tokenize_chinese_chars"] = saved.get("tokenize_chinese_chars", True)
+            max_length = saved.get("model_max_length", 512)
+            # transformers writes a huge sentinel when a model declares no limit.
+            settings["model_max_length"] = max_length if max_length < 1_000_000 else 512
+            settings["special_tokens"] = {role: saved.get(role, token) for role, token in SPECIAL_TOKENS.items()}
+        settings.update(overrides)
+        return cls(vocab, **settings)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        ordered = sorted(self.vocab, key=self.vocab.__getitem__)
+        write_atomic(directory / "vocab.txt", "".join(f"{token}\n" for token in ordered))
+        config = {
+            # transformers loads tokenizer.json verbatim only for this class; its BertTokenizer rebuilds a pipeline.
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "do_lower_case": self.lowercase,
+            "strip_accents": self.strip_accents,
+            "tokenize_chinese_chars": self.tokenize_chinese_chars,
+            "model_max_length": self.model_max_length,
+            # The Hangul-safe accent stripping has no transformers setting; tokenizer.json carries it exactly.
+            "bertkit_keep_hangul": self.keep_hangul,
+            **self.special_tokens,
+        }
+        write_atomic(directory / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False))
+        write_atomic(directory / "special_tokens_map.json", json.dumps(self.special_tokens, indent=2))
+        write_atomic(directory / "tokenizer.json", self._fast.to_str(pretty=True))
+
+    def tokenize(self, text: str) -> list[str]:
+        """WordPiece tokens of `text`, without [CLS]/[SEP]."""
+        return self._fast.encode(text, add_special_tokens=False).tokens
+
+    def encode(
+        self, text: str, text_pair: str | None = None, max_length: int | None = None, truncation: str = "longest_first"
+    ) -> Encoding:
+        return self.encode_batch([text], None if text_pair is None else [text_pair], max_length, truncation)[0]
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str] | None = None,
+        max_length: int | None = None,
+        truncation: str = "longest_first",
+    ) -> list[Encoding]:
+        """Encode many texts (or pairs) in parallel; each result is cut to `max_length` (default: model's)."""
+        if truncation not in TRUNCATION_STRATEGIES:
+            raise UserError(f"truncation must be one of {TRUNCATION_STRATEGIES}, got {truncation!r}")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise UserError(f"{len(texts)} texts but {len(text_pairs)} paired texts")
+        self._fast.enable_truncation(max_length or self.model_max_length, strategy=truncation)
+        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+        try:
+            encoded = self._fast.encode_batch(inputs)
+        except Exception as err:  # tokenizers raises a bare Exception when a pair cannot be cut as asked
+            raise UserError(f"cannot truncate with {truncation!r} to {max_length}: {err}") from None
+        return [Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens) for e in encoded]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self._fast.id_to_token(i) for i in ids]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self._fast.decode(list(ids), skip_special_tokens=skip_special_tokens)

@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from bertkit import ModelConfig, TrainConfig, UserError
+
+CLASSIC_MODEL = {
+    "dim": 256,
+    "dim_ff": 1024,
+    "n_layers": 4,
+    "p_drop_attn": 0.1,
+    "n_heads": 4,
+    "p_drop_hidden": 0.1,
+    "max_len": 512,
+    "n_segments": 2,
+    "vocab_size": 16000,
+}
+CLASSIC_TRAIN = {
+    "seed": 92,
+    "batch_size": 32,
+    "lr": 5e-5,
+    "n_epochs": 3,
+    "warmup": 0.1,
+    "save_steps": 500,
+    "total_steps": 6000,
+}
+
+
+def write(tmp_path, data, name="config.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_classic_files_are_accepted_verbatim(tmp_path):
+    model = ModelConfig.from_json(write(tmp_path, CLASSIC_MODEL))
+    assert (model.dim, model.n_layers, model.vocab_size) == (256, 4, 16000)
+    train = TrainConfig.from_json(write(tmp_path, CLASSIC_TRAIN, "train.json"))
+    assert train.total_steps == 6000 and train.to_dict() == CLASSIC_TRAIN
+
+
+def test_hf_config_round_trip(tmp_path, minilm_dir):
+    config = ModelConfig.from_json(minilm_dir / "config.json")
+    assert (config.dim, config.n_layers, config.n_heads, config.dim_ff) == (384, 6, 12, 1536)
+    again = ModelConfig.from_dict(config.to_hf_dict())
+    assert again == config
+    assert ModelConfig.from_dict(config.to_classic_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dimm": 3}, "unknown key 'dimm'"),
+        ({"dim": "256"}, "key 'dim' must be int"),
+        ({"n_heads": 3}, "key 'dim' (256) must be divisible by 'n_heads' (3)"),
+        ({"p_drop_attn": 1.5}, "key 'p_drop_attn'"),
+    ],
+)
+def test_bad_model_config_names_key_and_file(tmp_path, change, message):
+    path = write(tmp_path, {**CLASSIC_MODEL, **change})
+    with pytest.raises(UserError) as err:
+        ModelConfig.from_json(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_bad_train_config_and_bad_json(tmp_path):
+    with pytest.raises(UserError, match="key 'warmup'"):
+        TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "warmup": 2}))
+    with pytest.raises(UserError, match="key 'batch_size' must be int"):
+        TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "batch_size": True}))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"seed": 1,\n "lr": }')
+    with pytest.raises(UserError, match=r"broken.json: line 2: invalid JSON"):
+        TrainConfig.from_json(broken)
+    with pytest.raises(UserError, match="file not found"):
+        TrainConfig.from_json(tmp_path / "absent.json")
+
+
+def test_unsupported_hf_architecture_is_refused(tmp_path):
+    data = {
+        "model_type": "bert",
+        "hidden_size": 64,
+        "num_attention_heads": 2,
+        "position_embedding_type": "relative_key",
+    }
+    with pytest.raises(UserError, match="position_embedding_type"):
+        ModelConfig.from_json(write(tmp_path, data))

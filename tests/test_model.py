@@ -1,0 +1,118 @@
+import pytest
+import torch
+import transformers
+from conftest import padded_batch, random_batch
+
+from bertkit import BertForPreTraining, BertModel, Tokenizer
+
+TOLERANCE = 1e-5
+LENGTHS = [64, 17, 40, 3, 29]
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def minilm_pair(minilm_dir):
+    ours = BertModel.from_pretrained(minilm_dir).eval()
+    theirs = transformers.BertModel.from_pretrained(minilm_dir).eval()
+    return ours, theirs
+
+
+@pytest.fixture(scope="module")
+def minilm_batch(minilm_dir):
+    tokenizer = Tokenizer.from_pretrained(minilm_dir)
+    texts = [
+        "A gorgeous, witty, seductive movie.",
+        "The plot is nothing but boilerplate clichés from start to end, and the dialogue is worse.",
+        "Bad.",
+        "한국어 리뷰도 섞어 봅니다",
+    ]
+    pairs = ["It works.", "A second segment of moderate length here.", "Yes", "두 번째 문장"]
+    return padded_batch(tokenizer.encode_batch(texts, pairs), tokenizer.pad_id)
+
+
+@torch.no_grad()
+def test_minilm_matches_transformers(minilm_pair, minilm_batch):
+    ours, theirs = minilm_pair
+    real = minilm_batch["attention_mask"].bool()
+    expected = theirs(**minilm_batch)
+    for unpad in (False, True):
+        got = ours(**minilm_batch, unpad=unpad)
+        assert max_diff(got.last_hidden_state[real], expected.last_hidden_state[real]) < TOLERANCE
+        assert max_diff(got.pooler_output, expected.pooler_output) < TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def random_pretraining_dir(tmp_path_factory):
+    """A random-initialised transformers BertForPreTraining (L=2, H=128, A=2, FF=512) saved to disk."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=1000,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=64,
+    )
+    model = transformers.BertForPreTraining(config).eval()
+    with torch.no_grad():  # transformers initialises these to constants; random values test the mapping
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                param.normal_(0.0, 0.1)
+    path = tmp_path_factory.mktemp("random_bert")
+    model.save_pretrained(path)
+    return path, model
+
+
+@torch.no_grad()
+def test_random_pretraining_model_matches_transformers(random_pretraining_dir):
+    path, theirs = random_pretraining_dir
+    ours = BertForPreTraining.from_pretrained(path).eval()
+    batch = random_batch(1000, LENGTHS)
+    real = batch["attention_mask"].bool()
+    expected = theirs(**batch, output_hidden_states=True)
+    encoder = theirs.bert(**batch)
+    for unpad in (False, True):
+        output = ours.bert(**batch, unpad=unpad)
+        assert max_diff(output.last_hidden_state[real], encoder.last_hidden_state[real]) < TOLERANCE
+        assert max_diff(output.pooler_output, encoder.pooler_output) < TOLERANCE
+        mlm, nsp = ours(**batch, unpad=unpad)
+        assert max_diff(mlm[real], expected.prediction_logits[real]) < TOLERANCE
+        assert max_diff(nsp, expected.seq_relationship_logits) < TOLERANCE
+
+
+@torch.no_grad()
+def test_mlm_logits_at_masked_positions_only(random_pretraining_dir):
+    path, _ = random_pretraining_dir
+    model = BertForPreTraining.from_pretrained(path).eval()
+    batch = random_batch(1000, LENGTHS)
+    full, _ = model(**batch)
+    positions = torch.tensor([0, 5, 64 + 3, 3 * 64 + 1])
+    selected, _ = model(**batch, masked_positions=positions)
+    assert max_diff(selected, full.flatten(0, 1)[positions]) < TOLERANCE
+
+
+def test_padded_and_packed_paths_agree_in_training_mode_gradients(small_config):
+    torch.manual_seed(0)
+    model = BertModel(small_config)
+    model.eval()  # dropout off so both paths see the same function
+    batch = random_batch(small_config.vocab_size, LENGTHS)
+    real = batch["attention_mask"].bool()
+    grads = []
+    for unpad in (False, True):
+        model.zero_grad()
+        output = model(**batch, unpad=unpad)
+        (output.last_hidden_state[real].sum() + output.pooler_output.sum()).backward()
+        grads.append(model.encoder.layers[0].qkv.weight.grad.clone())
+    assert max_diff(*grads) < 1e-4
+
+
+def test_initialisation_follows_bert(small_config):
+    torch.manual_seed(0)
+    model = BertModel(small_config)
+    assert abs(model.encoder.layers[0].ff_in.weight.std().item() - 0.02) < 2e-3
+    assert model.encoder.layers[0].ff_in.bias.abs().max() == 0
+    assert (model.embeddings.norm.weight == 1).all() and (model.embeddings.norm.bias == 0).all()
+    assert model.embeddings.word.weight[small_config.pad_token_id].abs().max() == 0
