@@ -10,6 +10,7 @@ from bertkit.model.heads import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
+from bertkit.run import load
 from bertkit.tokenizer import Encoding, Tokenizer
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "Tokenizer",
     "TrainConfig",
     "UserError",
+    "load",
     "pick_device",
 ]

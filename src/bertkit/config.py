@@ -70,6 +70,7 @@ HF_UNSUPPORTED = {
 }
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
@@ -91,13 +92,13 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise UserError(f"{source}: unknown key '{key}' (known keys: {', '.join(sorted(names))})")
-    values = {key: _check_type(value, hints[key], key, source) for key, value in data.items()}
+            raise UserError(f"{source}: unknown key '{prefix}{key}' (known keys: {', '.join(sorted(names))})")
+    values = {key: _check_type(value, hints[key], prefix + key, source) for key, value in data.items()}
     config = cls(**values)
     config.validate(source)
     return config
@@ -215,9 +216,29 @@ class TrainConfig:
     warmup: float = 0.1
     save_steps: int = 500
     total_steps: int | None = None
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs with AMX; fp32 elsewhere
+    group_by_length: bool = True
+    unpad: bool = False
+    keep_checkpoints: int = 2
+    patience: int | None = None  # evaluations without dev improvement before stopping; None: never
+    log_steps: int = 10
+    eval_batch_size: int = 64
 
     def validate(self, source: str = "config") -> None:
-        for key in ("batch_size", "n_epochs", "save_steps"):
+        if self.precision not in PRECISIONS:
+            raise UserError(f"{source}: key 'precision' must be one of {PRECISIONS}, got {self.precision!r}")
+        for key in (
+            "batch_size",
+            "n_epochs",
+            "save_steps",
+            "grad_accum",
+            "keep_checkpoints",
+            "log_steps",
+            "eval_batch_size",
+        ):
             if getattr(self, key) <= 0:
                 raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
         if self.lr <= 0:
@@ -237,3 +258,91 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Data files and the column mapping; paths are relative to the working directory."""
+
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    label_separator: str = ","  # between the labels of one multi-label row
+
+    def validate(self, source: str = "config") -> None:
+        if not self.label_separator:
+            raise UserError(f"{source}: key 'data.label_separator' must not be empty")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """A whole fine-tuning run. `model` is a Hugging Face directory to fine-tune, a classic model JSON to
+    train from random weights (then `tokenizer` names the vocabulary directory), or unset for the pip-shipped
+    all-MiniLM-L6-v2. `train` may be inline or the path of a classic train file; `model` likewise."""
+
+    task: str = "classify"
+    model: str | None = None
+    tokenizer: str | None = None
+    output_dir: str = "runs/run"
+    max_len: int = 128
+    problem_type: str = "single_label"
+    threshold: float = 0.5
+    device: str | None = None
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self, source: str = "config") -> None:
+        if self.max_len <= 0:
+            raise UserError(f"{source}: key 'max_len' must be positive, got {self.max_len}")
+        if self.problem_type not in ("single_label", "multi_label", "regression"):
+            raise UserError(f"{source}: key 'problem_type' must be single_label, multi_label or regression")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        data = dict(data)
+        train = data.pop("train", {})
+        if isinstance(train, str):  # the path of a classic train file
+            train_config = TrainConfig.from_json(train)
+        else:
+            train_config = _build(TrainConfig, _section(train, "train", source), source, prefix="train.")
+        data_config = _build(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
+        return dataclasses.replace(_build(cls, data, source), data=data_config, train=train_config)
+
+    @classmethod
+    def from_json(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:
+        data = _read_json(path)
+        for assignment in overrides:
+            apply_override(data, assignment)
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _section(value: Any, key: str, source: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"{source}: key '{key}' must be an object")
+    return value
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply `key=value` or `section.key=value`; the value is read as JSON when it parses, else as text."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {assignment!r}: expected key=value")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    *sections, last = key.split(".")
+    target = data
+    for section in sections:
+        if isinstance(target.get(section), str):
+            target[section] = _read_json(target[section])
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise UserError(f"--set {assignment!r}: {section!r} is not a section")
+    target[last] = value

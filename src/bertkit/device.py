@@ -33,3 +33,10 @@ def pick_device(override: str | None = None) -> torch.device:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     log.info("bertkit: running on %s", name)
     return device
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU runs bf16 matmuls on AMX tiles; without them bf16 is slower than fp32 on a CPU."""
+    init_amx = getattr(torch._C._cpu, "_init_amx", None)
+    return bool(init_amx and init_amx())

@@ -38,13 +38,15 @@ MAX_WORD_CHARS = 100
 
 @dataclass
 class Encoding:
-    """One encoded text (or pair): ids, segment ids, mask and (start, end) character offsets per token."""
+    """One encoded text (or pair): ids, segment ids, mask, (start, end) character offsets into the text each
+    token came from, the tokens, and whether truncation cut it."""
 
     ids: list[int]
     type_ids: list[int]
     attention_mask: list[int]
     offsets: list[tuple[int, int]]
     tokens: list[str]
+    truncated: bool = False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -250,7 +252,9 @@ class Tokenizer:
             encoded = self._fast.encode_batch(inputs)
         except Exception as err:  # tokenizers raises a bare Exception when a pair cannot be cut as asked
             raise UserError(f"cannot truncate with {truncation!r} to {max_length}: {err}") from None
-        return [Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens) for e in encoded]
+        return [
+            Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, bool(e.overflowing)) for e in encoded
+        ]
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         return [self._fast.id_to_token(i) for i in ids]

@@ -186,8 +186,11 @@ class Pretrained(nn.Module):
         if unexpected:
             log.warning("%s: not used by %s: %s", source, type(self).__name__, ", ".join(unexpected))
 
-    def save_pretrained(self, directory: str | Path, tokenizer: Tokenizer | None = None) -> None:
-        """Write config.json, model.safetensors and the tokenizer files; the directory changes atomically."""
+    def save_pretrained(
+        self, directory: str | Path, tokenizer: Tokenizer | None = None, extra_files: dict[str, str] | None = None
+    ) -> None:
+        """Write config.json, model.safetensors, the tokenizer files and `extra_files` (name -> text); the
+        directory changes atomically."""
         weights = to_hf_names({k: v.detach().float().cpu() for k, v in self.state_dict().items()}, self.backbone_prefix)
         if tokenizer is not None and tokenizer.vocab_size != self.config.vocab_size:
             raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {self.config.vocab_size} rows")
@@ -197,5 +200,7 @@ class Pretrained(nn.Module):
             save_file(weights, tmp / SAFETENSORS, metadata={"format": "pt"})
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text, encoding="utf-8")
             if (tmp / PICKLE).exists():  # a stale pickle beside new safetensors would mislead other loaders
                 (tmp / PICKLE).unlink()

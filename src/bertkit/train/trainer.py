@@ -1,0 +1,270 @@
+"""The one training loop, for every task.
+
+AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient clipping and
+accumulation, bf16/fp16 autocast, evaluation at each epoch end and every `save_steps`, checkpoints that
+resume exactly (the batch order of an epoch is a function of seed and epoch, so a resumed run skips straight
+to its next batch), the best model by the task's main metric, early stopping, metrics.jsonl and curves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from bertkit.config import TrainConfig
+from bertkit.data.batching import Example, epoch_batches, inference_batches
+from bertkit.device import cpu_has_amx
+from bertkit.model.checkpoint import Pretrained
+from bertkit.tasks.base import Task, to_device
+from bertkit.tokenizer import Tokenizer
+from bertkit.train.report import MetricsLog, plot_curves
+from bertkit.train.state import Progress, latest_checkpoint, load_checkpoint, save_checkpoint
+
+log = logging.getLogger("bertkit")
+
+
+@dataclass
+class Precision:
+    """Autocast dtype (None for fp32) and whether a gradient scaler is needed (fp16 only)."""
+
+    dtype: torch.dtype | None
+    device_type: str
+
+    @classmethod
+    def resolve(cls, name: str, device: torch.device) -> Precision:
+        if name == "auto":
+            if device.type == "cuda":
+                name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                name = "bf16" if device.type == "cpu" and cpu_has_amx() else "fp32"
+        if name == "fp16" and device.type != "cuda":
+            name = "bf16"  # fp16 autocast needs a grad scaler and only pays on CUDA
+        dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        return cls(dtypes[name], device.type)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: never on biases or LayerNorm parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+@torch.no_grad()
+def infer(
+    task: Task,
+    model: nn.Module,
+    examples: Sequence[Example],
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    unpad: bool,
+    progress: bool = False,
+) -> Tensor:
+    """Model outputs for `examples`, in input order (batches are formed by length for speed)."""
+    was_training = model.training
+    model.eval()
+    outputs: list[Tensor | None] = [None] * len(examples)
+    batches = inference_batches([len(e) for e in examples], batch_size)
+    for indices in tqdm(batches, desc="predict", disable=not progress, leave=False):
+        batch = to_device(task.collate([examples[i] for i in indices]), device)
+        with precision.autocast():
+            result = task.forward(model, batch, unpad).float().cpu()
+        for row, index in enumerate(indices):
+            outputs[index] = result[row]
+    model.train(was_training)
+    return torch.stack(outputs)
+
+
+class Trainer:
+    def __init__(
+        self,
+        task: Task,
+        model: Pretrained,
+        tokenizer: Tokenizer,
+        config: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        extra_files: dict[str, str] | None = None,
+    ) -> None:
+        self.task, self.model, self.tokenizer, self.config = task, model.to(device), tokenizer, config
+        self.run_dir, self.device = run_dir, device
+        self.extra_files = extra_files  # written beside every saved best model
+        self.precision = Precision.resolve(config.precision, device)
+        self.best_dir = run_dir / "model"
+
+    def evaluate(self, examples: Sequence[Example]) -> tuple[Tensor, dict]:
+        outputs = infer(
+            self.task, self.model, examples, self.config.eval_batch_size, self.device, self.precision, self.config.unpad
+        )
+        targets = self.task.targets(examples)
+        metrics = self.task.metrics(outputs, targets)
+        metrics["loss"] = float(self.task.loss(outputs, targets))
+        return outputs, metrics
+
+    def fit(self, train: Sequence[Example], dev: Sequence[Example] | None, resume: bool = False) -> Progress:
+        config, model = self.config, self.model
+        lengths = [len(e) for e in train]
+        batches_per_epoch = math.ceil(len(train) / config.batch_size)
+        total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
+        if config.total_steps:
+            total_steps = min(total_steps, config.total_steps)
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.weight_decay), lr=config.lr, fused=self.device.type in ("cpu", "cuda")
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, linear_schedule(round(config.warmup * total_steps), total_steps)
+        )
+        scaler = torch.amp.GradScaler("cuda") if self.precision.dtype == torch.float16 else None
+
+        progress = Progress()
+        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if resume and checkpoint is None:
+            log.warning("%s: no checkpoint to resume from; starting from the beginning", self.run_dir)
+        if checkpoint is not None:
+            progress = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+            log.info(
+                "resuming from %s (step %d, epoch %d, batch %d)",
+                checkpoint,
+                progress.step,
+                progress.epoch,
+                progress.batch,
+            )
+        metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", progress.step if checkpoint else None)
+
+        model.train()
+        # Redraw rarely when stderr is a log file rather than a terminal.
+        bar = tqdm(
+            total=total_steps,
+            initial=progress.step,
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,
+        )
+        stop = progress.step >= total_steps
+        running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
+        while not stop and progress.epoch < config.n_epochs:
+            batches = epoch_batches(lengths, config.batch_size, config.seed, progress.epoch, config.group_by_length)
+            while progress.batch < len(batches) and not stop:
+                started = time.perf_counter()
+                group = batches[progress.batch : progress.batch + config.grad_accum]
+                loss_value, tokens = self._accumulate(group, train, scaler)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                elapsed = time.perf_counter() - started
+                progress.batch += len(group)
+                progress.step += 1
+                progress.tokens += tokens
+                progress.train_seconds += elapsed
+                tokens_since_log += tokens
+                seconds_since_log += elapsed
+                running_loss = loss_value if running_loss is None else 0.9 * running_loss + 0.1 * loss_value
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{running_loss:.4f}",
+                    lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                    tok_s=f"{tokens_since_log / max(seconds_since_log, 1e-9):,.0f}",
+                )
+                if progress.step % config.log_steps == 0:
+                    metrics_log.write(
+                        {
+                            "kind": "train",
+                            "step": progress.step,
+                            "epoch": progress.epoch,
+                            "loss": loss_value,
+                            "lr": scheduler.get_last_lr()[0],
+                            "tokens_per_s": tokens_since_log / max(seconds_since_log, 1e-9),
+                        }
+                    )
+                    tokens_since_log, seconds_since_log = 0, 0.0
+                stop = progress.step >= total_steps
+                if progress.step % config.save_steps == 0:
+                    stop = self._evaluate_and_save(dev, progress, metrics_log, optimizer, scheduler, scaler) or stop
+            if progress.batch >= len(batches):
+                progress.epoch += 1
+                progress.batch = 0
+                if progress.last_eval_step != progress.step:
+                    stop = self._evaluate_and_save(dev, progress, metrics_log, optimizer, scheduler, scaler) or stop
+        bar.close()
+        if progress.last_eval_step != progress.step:
+            self._evaluate_and_save(dev, progress, metrics_log, optimizer, scheduler, scaler)
+        plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
+        return progress
+
+    def _accumulate(self, group: list[list[int]], train: Sequence[Example], scaler) -> tuple[float, int]:
+        """Forward and backward over the batches of one optimizer step; returns mean loss and real tokens."""
+        total_loss, tokens = 0.0, 0
+        for indices in group:
+            batch = to_device(self.task.collate([train[i] for i in indices]), self.device)
+            with self.precision.autocast():
+                outputs = self.task.forward(self.model, batch, self.config.unpad)
+            loss = self.task.loss(outputs, batch["targets"]) / len(group)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            total_loss += loss.item()
+            tokens += int(batch["attention_mask"].sum())
+        return total_loss, tokens
+
+    def _evaluate_and_save(
+        self, dev, progress: Progress, metrics_log: MetricsLog, optimizer, scheduler, scaler
+    ) -> bool:
+        """Evaluate on dev, keep the best model, write a checkpoint; True when early stopping says stop."""
+        progress.last_eval_step = progress.step
+        stop = False
+        if dev:
+            _, metrics = self.evaluate(dev)
+            score = metrics[self.task.main_metric]
+            metrics_log.write(
+                {"kind": "eval", "split": "dev", "step": progress.step, "epoch": progress.epoch, **metrics}
+            )
+            log.info("step %d: dev %s %.4f, loss %.4f", progress.step, self.task.main_metric, score, metrics["loss"])
+            if progress.best is None or score > progress.best:
+                progress.best, progress.best_step, progress.evals_since_best = score, progress.step, 0
+                self.model.save_pretrained(self.best_dir, self.tokenizer, self.extra_files)
+            else:
+                progress.evals_since_best += 1
+                stop = bool(self.config.patience) and progress.evals_since_best >= self.config.patience
+                if stop:
+                    log.info("early stopping: no dev improvement in %d evaluations", progress.evals_since_best)
+        else:
+            self.model.save_pretrained(self.best_dir, self.tokenizer, self.extra_files)
+        save_checkpoint(self.run_dir, self.model, optimizer, scheduler, scaler, progress, self.config.keep_checkpoints)
+        return stop

@@ -1,0 +1,191 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+from tiny import make_setup, write_tsv
+
+import bertkit
+from bertkit.config import RunConfig
+from bertkit.run import train
+
+BERTKIT = [sys.executable, "-m", "bertkit.cli"]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*BERTKIT, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def write_config(tmp_path: Path, setup: dict) -> Path:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(setup))
+    return path
+
+
+def final_weights(run_dir: Path) -> dict:
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):
+    setup = make_setup(tmp_path)
+    results = train(RunConfig.from_dict(setup))
+    run_dir = Path(setup["output_dir"])
+    assert results["test_accuracy"] > 0.9
+    for name in (
+        "run_config.json",
+        "metrics.jsonl",
+        "curves.png",
+        "test_metrics.json",
+        "test_confusion_matrix.png",
+        "test_confusion_matrix.json",
+        "model/config.json",
+        "model/bertkit_task.json",
+        "model/vocab.txt",
+    ):
+        assert (run_dir / name).is_file(), name
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "eval"}
+    assert json.loads((run_dir / "model" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+
+    # The saved classifier gives the same logits in transformers, and predicts through the Python API.
+    predictor = bertkit.load(run_dir / "model")
+    theirs = transformers.BertForSequenceClassification.from_pretrained(run_dir / "model").eval()
+    texts = ["the movie was great", "awful plot and dull actors", "it really was superb !"]
+    batch = predictor.task.collate(
+        predictor.task.encode(
+            [bertkit.data.readers.Row("t", i, {"text": t, "label": "pos"}) for i, t in enumerate(texts)]
+        )[0]
+    )
+    with torch.no_grad():
+        ours = predictor.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        expected = theirs(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert (ours - expected).abs().max() < 1e-5
+    assert [p["label"] for p in predictor.predict(texts)] == ["pos", "neg", "pos"]
+
+
+def test_same_seed_same_loss_curve_and_weights(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        setup = make_setup(tmp_path / name)
+        setup["train"]["n_epochs"] = 1
+        train(RunConfig.from_dict(setup))
+        runs.append(Path(setup["output_dir"]))
+    curves = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
+    assert [c["loss"] for c in curves[0] if c["kind"] == "train"] == [
+        c["loss"] for c in curves[1] if c["kind"] == "train"
+    ]
+    a, b = final_weights(runs[0]), final_weights(runs[1])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def without_speed(lines: list[str]) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    setup = make_setup(tmp_path / "whole", n_train=2048, dropout=0.1)
+    setup["train"].update(save_steps=25, n_epochs=2)
+    whole = run_cli("train", str(write_config(tmp_path / "whole", setup)))
+    assert whole.returncode == 0, whole.stderr
+
+    killed = make_setup(tmp_path / "killed", n_train=2048, dropout=0.1)
+    killed["train"].update(save_steps=25, n_epochs=2)
+    config = write_config(tmp_path / "killed", killed)
+    process = subprocess.Popen([*BERTKIT, "train", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = Path(killed["output_dir"]) / "checkpoints"
+    deadline = time.time() + 300
+    while not any(checkpoints.glob("step-00000150")) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    resumed = run_cli("train", str(config), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+
+    a, b = final_weights(Path(setup["output_dir"])), final_weights(Path(killed["output_dir"]))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics_a = json.loads((Path(setup["output_dir"]) / "test_metrics.json").read_text())
+    metrics_b = json.loads((Path(killed["output_dir"]) / "test_metrics.json").read_text())
+    assert metrics_a == metrics_b
+    log_a = (Path(setup["output_dir"]) / "metrics.jsonl").read_text().splitlines()
+    log_b = (Path(killed["output_dir"]) / "metrics.jsonl").read_text().splitlines()
+    assert without_speed(log_a) == without_speed(log_b)
+
+
+def test_multi_label_and_regression(tmp_path):
+    setup = make_setup(tmp_path)
+    rows = ["text\ttags\tscore\n"]
+    for line in (tmp_path / "train.tsv").read_text().splitlines()[1:]:
+        text, label = line.split("\t")
+        tags = [label] + (["long"] if len(text.split()) > 8 else [])
+        rows.append(f"{text}\t{','.join(tags)}\t{1.0 if label == 'pos' else -1.0}\n")
+    (tmp_path / "ml.tsv").write_text("".join(rows))
+    setup["data"] = {"train": str(tmp_path / "ml.tsv"), "dev": str(tmp_path / "ml.tsv"), "label": "tags"}
+    setup["train"]["n_epochs"] = 6
+    results = train(RunConfig.from_dict({**setup, "problem_type": "multi_label"}))
+    assert results["dev_micro_f1"] > 0.8
+    assert sorted(bertkit.load(Path(setup["output_dir"]) / "model").task.labels) == ["long", "neg", "pos"]
+    setup["data"]["label"] = "score"
+    results = train(
+        RunConfig.from_dict({**setup, "problem_type": "regression", "output_dir": str(tmp_path / "regression")})
+    )
+    assert results["dev_pearson"] > 0.8
+
+
+def test_early_stopping(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["train"].update(n_epochs=50, patience=2, save_steps=4, lr=1e-2)
+    results = train(RunConfig.from_dict(setup))
+    assert results["steps"] < 50 * 16
+
+
+def test_user_errors_exit_2_with_file_and_line_and_no_traceback(tmp_path):
+    setup = make_setup(tmp_path)
+    cases = {}
+    missing = tmp_path / "missing_column.tsv"
+    missing.write_text("sentence\tlabel\na good film\tpos\n")
+    cases["missing_column.tsv: line 2: no column 'text'"] = {"train": str(missing)}
+    malformed = tmp_path / "malformed.tsv"
+    malformed.write_text("text\tlabel\na good film\tpos\na line without a label\n")
+    cases["malformed.tsv: line 3: 1 fields, the header has 2"] = {"train": str(malformed)}
+    unseen = write_tsv(tmp_path / "unseen.tsv", 5, 9)
+    unseen.write_text(unseen.read_text() + "a fine movie\tneutral\n")
+    cases["unseen.tsv: line 7: label 'neutral' was not seen in training"] = {"dev": str(unseen)}
+    for message, data in cases.items():
+        config = write_config(tmp_path, {**setup, "data": {**setup["data"], **data}})
+        result = run_cli("train", str(config))
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("train", str(config), "--set", "train.n_epoch=3")
+    assert result.returncode == 2 and "unknown key 'train.n_epoch'" in result.stderr
+
+
+def test_predict_and_evaluate_commands(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["train"]["n_epochs"] = 2
+    train(RunConfig.from_dict(setup))
+    model = str(Path(setup["output_dir"]) / "model")
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"text": "the film was superb"}\n{"text": "awful and dull"}\n')
+    result = run_cli("predict", model, "--input", str(inputs), "--output", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [p["label"] for p in predictions] == ["pos", "neg"] and [p["line"] for p in predictions] == [1, 2]
+    assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0)
+    result = run_cli("evaluate", model, "--data", setup["data"]["test"])
+    assert result.returncode == 0 and json.loads(result.stdout)["accuracy"] > 0.9
