@@ -97,18 +97,18 @@ def without_speed(lines: list[str]) -> list[dict]:
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    setup = make_setup(tmp_path / "whole", n_train=2048, dropout=0.1)
+    setup = make_setup(tmp_path / "whole", n_train=1024, dropout=0.1)
     setup["train"].update(save_steps=25, n_epochs=2)
     whole = run_cli("train", str(write_config(tmp_path / "whole", setup)))
     assert whole.returncode == 0, whole.stderr
 
-    killed = make_setup(tmp_path / "killed", n_train=2048, dropout=0.1)
+    killed = make_setup(tmp_path / "killed", n_train=1024, dropout=0.1)
     killed["train"].update(save_steps=25, n_epochs=2)
     config = write_config(tmp_path / "killed", killed)
     process = subprocess.Popen([*BERTKIT, "train", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = Path(killed["output_dir"]) / "checkpoints"
     deadline = time.time() + 300
-    while not any(checkpoints.glob("step-00000150")) and time.time() < deadline:
+    while not any(checkpoints.glob("step-00000075")) and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -33,48 +33,41 @@ class _TaskModel(Pretrained):
             module.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
 
 
-class BertForSequenceClassification(_TaskModel):
+class _LinearClassifier(_TaskModel):
+    """Dropout and one linear layer, over the pooled [CLS] vector or over every token."""
+
+    per_token: bool
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=not self.per_token)
+        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.classifier = nn.Linear(config.dim, num_labels(config))
+        self.init_head(self.classifier)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> Tensor:
+        output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
+        features = output.last_hidden_state if self.per_token else output.pooler_output
+        return self.classifier(self.dropout(features))
+
+
+class BertForSequenceClassification(_LinearClassifier):
     """Logits (batch, labels) from the pooled [CLS] vector."""
 
     hf_architecture = "BertForSequenceClassification"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, add_pooler=True)
-        self.dropout = nn.Dropout(config.p_drop_hidden)
-        self.classifier = nn.Linear(config.dim, num_labels(config))
-        self.init_head(self.classifier)
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        unpad: bool = False,
-    ) -> Tensor:
-        pooled = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).pooler_output
-        return self.classifier(self.dropout(pooled))
+    per_token = False
 
 
-class BertForTokenClassification(_TaskModel):
+class BertForTokenClassification(_LinearClassifier):
     """Logits (batch, seq, labels), one row per token."""
 
     hf_architecture = "BertForTokenClassification"
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, add_pooler=False)
-        self.dropout = nn.Dropout(config.p_drop_hidden)
-        self.classifier = nn.Linear(config.dim, num_labels(config))
-        self.init_head(self.classifier)
-
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        unpad: bool = False,
-    ) -> Tensor:
-        hidden = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
-        return self.classifier(self.dropout(hidden))
+    per_token = True
 
 
 class BertForQuestionAnswering(_TaskModel):
