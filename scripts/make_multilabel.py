@@ -40,8 +40,11 @@ def main() -> None:
     rng.shuffle(train)
     dev_rows, train_rows = train[:1000], train[1000:]
     args.target.mkdir(parents=True, exist_ok=True)
-    for name, rows, n in (("train", train_rows, args.train), ("dev", dev_rows, args.test // 2),
-                          ("test", test, args.test)):
+    for name, rows, n in (
+        ("train", train_rows, args.train),
+        ("dev", dev_rows, args.test // 2),
+        ("test", test, args.test),
+    ):
         (args.target / f"{name}.tsv").write_text("text\tlabels\n" + "".join(build(rows, n, rng)), encoding="utf-8")
 
 

@@ -198,12 +198,13 @@ class Trainer:
                 tokens_since_log += tokens
                 seconds_since_log += elapsed
                 running_loss = loss_value if running_loss is None else 0.9 * running_loss + 0.1 * loss_value
-                bar.update(1)
                 bar.set_postfix(
+                    refresh=False,  # drawn by update(), at most every mininterval
                     loss=f"{running_loss:.4f}",
                     lr=f"{scheduler.get_last_lr()[0]:.2e}",
                     tok_s=f"{tokens_since_log / max(seconds_since_log, 1e-9):,.0f}",
                 )
+                bar.update(1)
                 if progress.step % config.log_steps == 0:
                     metrics_log.write(
                         {
