@@ -36,7 +36,7 @@ def test_classic_files_are_accepted_verbatim(tmp_path):
     model = ModelConfig.from_json(write(tmp_path, CLASSIC_MODEL))
     assert (model.dim, model.n_layers, model.vocab_size) == (256, 4, 16000)
     train = TrainConfig.from_json(write(tmp_path, CLASSIC_TRAIN, "train.json"))
-    assert train.total_steps == 6000 and train.to_dict() == CLASSIC_TRAIN
+    assert {key: train.to_dict()[key] for key in CLASSIC_TRAIN} == CLASSIC_TRAIN
 
 
 def test_hf_config_round_trip(tmp_path, minilm_dir):
