@@ -6,12 +6,14 @@ Run directory:
     curves.png          training loss, dev loss and the dev main metric
     checkpoints/        the last `keep_checkpoints` checkpoints (what `--resume` continues from)
     model/              the best model by dev main metric, a Hugging Face directory (+ bertkit_task.json)
-    dev_metrics.json, test_metrics.json       scores of the best model
-    test_confusion_matrix.json/.png           for classification (dev when there is no test file)
+    results.json        speed and the scalar dev/test metrics of the best model
+    dev_metrics.json, test_metrics.json       all metrics of the best model, per split present
+    dev_/test_confusion_matrix.json/.png      for single-label classification, per split present
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -128,12 +130,8 @@ def train_seeds(config: RunConfig, n_seeds: int) -> dict:
     runs = []
     for offset in range(n_seeds):
         seed = config.train.seed + offset
-        run_config = RunConfig.from_dict(
-            {
-                **config.to_dict(),
-                "output_dir": f"{config.output_dir}/seed-{seed}",
-                "train": {**config.train.__dict__, "seed": seed},
-            }
+        run_config = dataclasses.replace(
+            config, output_dir=f"{config.output_dir}/seed-{seed}", train=dataclasses.replace(config.train, seed=seed)
         )
         runs.append(train(run_config))
     summary = {}
