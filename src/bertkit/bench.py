@@ -201,3 +201,73 @@ def finetune_side_by_side(
     )
     summary["runs"] = rows
     return summary
+
+
+def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int = 3, overrides: list[str] = ()) -> dict:
+    """Training steps/s of bertkit's BertForPreTraining (MLM head at masked positions only) against
+    transformers' BertForPreTraining, on the same batches and the same starting weights, steps interleaved
+    so that both see the same machine load. Real (non-pad) tokens/s over the timed steps."""
+    import tempfile
+
+    from transformers import BertForPreTraining
+
+    from bertkit.config import RunConfig
+    from bertkit.data.batching import epoch_batches, lengths_of
+    from bertkit.run import model_and_tokenizer_sources, pretraining_data
+    from bertkit.tasks.pretrain import PretrainTask
+    from bertkit.train.trainer import parameter_groups
+
+    config = RunConfig.from_json(config_path, list(overrides))
+    model_source, tokenizer_dir = model_and_tokenizer_sources(config)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    examples = pretraining_data(config, tokenizer).epoch(0)
+    task = PretrainTask(tokenizer, model_source, config.max_len, config.corpus.nsp)
+    torch.manual_seed(config.train.seed)
+    ours = task.build_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours.save_pretrained(tmp)
+        theirs = BertForPreTraining.from_pretrained(tmp)
+    batch_order = epoch_batches(lengths_of(examples), config.train.batch_size, config.train.seed, 0, True)
+    batches = [task.collate([examples[i] for i in b]) for b in batch_order[: warmup_steps + steps]]
+
+    def our_step(batch: dict, optimizer) -> None:
+        task.loss(task.forward(ours, batch, config.train.unpad), batch["targets"]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def their_step(batch: dict, optimizer) -> None:
+        labels = torch.full_like(batch["input_ids"], -100)
+        labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
+        theirs(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+            labels=labels,
+            next_sentence_label=batch["targets"],
+        ).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    runs = {
+        "bertkit": (ours, our_step),
+        "transformers": (theirs, their_step),
+    }
+    seconds = {name: 0.0 for name in runs}
+    optimizers = {
+        name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-4, fused=True) for name, (model, _) in runs.items()
+    }
+    tokens = 0
+    for index, batch in enumerate(batches):
+        for name, (model, step) in runs.items():
+            model.train()
+            started = time.perf_counter()
+            step(batch, optimizers[name])
+            if index >= warmup_steps:
+                seconds[name] += time.perf_counter() - started
+        if index >= warmup_steps:
+            tokens += int(batch["attention_mask"].sum())
+    result = {name: {"tokens_per_s": tokens / seconds[name]} for name in runs}
+    result["ratio"] = seconds["transformers"] / seconds["bertkit"]
+    result["steps"], result["tokens"] = steps, tokens
+    result["batch_size"], result["max_len"] = config.train.batch_size, config.max_len
+    return result

@@ -29,6 +29,59 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"model: {Path(config.output_dir) / 'model'}")
 
 
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from bertkit.config import RunConfig
+    from bertkit.run import pretrain
+
+    config = RunConfig.from_json(args.config, args.set)
+    results = pretrain(config, resume=args.resume)
+    print(json.dumps(results, indent=1))
+    print(f"model: {Path(config.output_dir) / 'model'}")
+
+
+def _lines(paths: list[Path]):
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: corpus file not found")
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            yield from lines
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from bertkit.vocab import evaluate, split_heldout, train_tokenizer
+
+    train_lines, heldout = split_heldout(_lines(args.corpus), args.heldout)
+    tokenizer = train_tokenizer(
+        train_lines, args.vocab_size, args.lowercase, args.strip_accents, args.min_frequency, args.coverage
+    )
+    tokenizer.save_pretrained(args.out)
+    print(f"vocabulary: {tokenizer.vocab_size} tokens, written to {args.out}")
+    if heldout:
+        report = evaluate(tokenizer, heldout)
+        print(
+            f"held-out ({report['lines']} lines, {report['words']} words): "
+            f"[UNK] {report['unk_share']:.3%} of pieces, {report['pieces_per_word']:.3f} pieces per word"
+        )
+
+
+def cmd_corpus(args: argparse.Namespace) -> None:
+    from bertkit.data.corpus import prepare_corpus
+    from bertkit.tokenizer import Tokenizer
+
+    meta = prepare_corpus(args.corpus, Tokenizer.from_pretrained(args.tokenizer), args.out, args.format, args.scrub)
+    print(json.dumps({k: v for k, v in meta.items() if k != "shards"}, indent=1, ensure_ascii=False))
+
+
+def cmd_scrub(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from bertkit.scrub import KINDS, scrub_lines
+
+    counts: Counter = Counter()
+    write_atomic(args.output, "".join(scrub_lines(_lines([args.input]), counts)))
+    print(", ".join(f"{kind}: {counts[kind]}" for kind in KINDS))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from bertkit.run import load, read_for
     from bertkit.train.report import scalars
@@ -104,6 +157,13 @@ def cmd_bench_finetune(args: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
 
 
+def cmd_bench_pretrain(args: argparse.Namespace) -> None:
+    from bertkit.bench import machine, pretrain_side_by_side
+
+    print(f"machine: {machine()}")
+    print(json.dumps(pretrain_side_by_side(args.config, args.steps, overrides=args.set), indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
@@ -121,6 +181,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     train.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean ± sd")
     train.set_defaults(run=cmd_train)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain with masked-LM and next-sentence prediction")
+    pretrain.add_argument("config", type=Path, help="run config JSON with a 'corpus' section (configs/pretrain_*)")
+    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    pretrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    pretrain.set_defaults(run=cmd_pretrain)
+
+    tokenizer = commands.add_parser("tokenizer", help="train a WordPiece vocabulary")
+    tokenizers = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
+    vocab = tokenizers.add_parser("train", help="learn a WordPiece vocabulary from raw text (likelihood criterion)")
+    vocab.add_argument("--corpus", type=Path, nargs="+", required=True, help="text files, one text per line")
+    vocab.add_argument("--vocab-size", type=int, default=16000)
+    vocab.add_argument("--out", type=Path, required=True, help="directory for vocab.txt and tokenizer files")
+    vocab.add_argument("--lowercase", action="store_true", help="lower-case the text (Hangul stays composed)")
+    vocab.add_argument("--strip-accents", action="store_true", help="drop combining accents (Hangul stays composed)")
+    vocab.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to merge")
+    vocab.add_argument("--coverage", type=float, default=0.9999, help="share of characters the alphabet covers")
+    vocab.add_argument("--heldout", type=float, default=0.01, help="share of lines held out for the report")
+    vocab.set_defaults(run=cmd_tokenizer_train)
+
+    corpus = commands.add_parser("corpus", help="tokenise a pretraining corpus into memory-mapped shards")
+    corpus.add_argument("corpus", type=Path, nargs="+", help="text files")
+    corpus.add_argument("--tokenizer", type=Path, required=True, help="directory with vocab.txt")
+    corpus.add_argument("--out", type=Path, required=True, help="directory for the shards")
+    corpus.add_argument(
+        "--format",
+        choices=("sentences", "documents"),
+        default="sentences",
+        help="sentences: one per line, blank line between documents; documents: one per line",
+    )
+    corpus.add_argument("--scrub", action="store_true", help="replace PII with placeholders first")
+    corpus.set_defaults(run=cmd_corpus)
+
+    scrub = commands.add_parser("scrub", help="replace e-mails, phone numbers, RRNs, cards, IPs and URLs")
+    scrub.add_argument("input", type=Path)
+    scrub.add_argument("output", type=Path)
+    scrub.set_defaults(run=cmd_scrub)
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model", type=Path, help="model directory written by `bertkit train`")
@@ -167,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bertkit train settings, e.g. --set precision=fp32",
     )
     finetune.set_defaults(run=cmd_bench_finetune)
+    pretraining = benches.add_parser(
+        "pretrain", help="pretraining tokens/s against transformers' BertForPreTraining on the same batches"
+    )
+    pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
+    pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
+    pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    pretraining.set_defaults(run=cmd_bench_pretrain)
     return parser
 
 

@@ -226,6 +226,7 @@ class TrainConfig:
     patience: int | None = None  # evaluations without dev improvement before stopping; None: never
     log_steps: int = 10
     eval_batch_size: int = 64
+    max_minutes: float | None = None  # stop (evaluate and save) once this much training time is spent
 
     def validate(self, source: str = "config") -> None:
         if self.precision not in PRECISIONS:
@@ -245,6 +246,8 @@ class TrainConfig:
             raise UserError(f"{source}: key 'lr' must be positive, got {self.lr}")
         if not 0.0 <= self.warmup < 1.0:
             raise UserError(f"{source}: key 'warmup' is a fraction of total steps in [0, 1), got {self.warmup}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserError(f"{source}: key 'max_minutes' must be positive, got {self.max_minutes}")
         if self.total_steps is not None and self.total_steps <= 0:
             raise UserError(f"{source}: key 'total_steps' must be positive, got {self.total_steps}")
 
@@ -278,6 +281,30 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class CorpusConfig:
+    """Pretraining text and how instances are drawn from it (see bertkit.data.corpus and .masking)."""
+
+    files: list | None = None
+    format: str = "sentences"  # sentences: one per line, blank line between documents; documents: one per line
+    prepared: str | None = None  # the tokenised shards; default <output_dir>/corpus, built when missing
+    scrub: bool = False  # replace e-mails, phone numbers and other PII with placeholders before tokenising
+    short_seq_prob: float = 0.1
+    nsp: bool = True
+    mask_prob: float = 0.15
+    whole_word: bool = False
+    dev_documents: int = 100  # the first documents are held out for evaluation
+
+    def validate(self, source: str = "config") -> None:
+        if self.format not in ("sentences", "documents"):
+            raise UserError(f"{source}: key 'corpus.format' must be 'sentences' or 'documents', got {self.format!r}")
+        for key in ("short_seq_prob", "mask_prob"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise UserError(f"{source}: key 'corpus.{key}' must be in [0, 1), got {getattr(self, key)}")
+        if self.dev_documents < 0:
+            raise UserError(f"{source}: key 'corpus.dev_documents' must not be negative")
+
+
+@dataclasses.dataclass
 class RunConfig:
     """A whole fine-tuning run. `model` is a Hugging Face directory to fine-tune, a classic model JSON to
     train from random weights (then `tokenizer` names the vocabulary directory), or unset for the pip-shipped
@@ -292,6 +319,7 @@ class RunConfig:
     threshold: float = 0.5
     device: str | None = None
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self, source: str = "config") -> None:
@@ -308,8 +336,11 @@ class RunConfig:
             train_config = TrainConfig.from_json(train)
         else:
             train_config = _build(TrainConfig, _section(train, "train", source), source, prefix="train.")
-        data_config = _build(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
-        return dataclasses.replace(_build(cls, data, source), data=data_config, train=train_config)
+        sections = {
+            key: _build(kind, _section(data.pop(key, {}), key, source), source, prefix=f"{key}.")
+            for key, kind in (("data", DataConfig), ("corpus", CorpusConfig))
+        }
+        return dataclasses.replace(_build(cls, data, source), train=train_config, **sections)
 
     @classmethod
     def from_json(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:

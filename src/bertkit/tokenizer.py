@@ -102,7 +102,7 @@ def _character_classes() -> dict[str, str]:
     return {name: "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in spans) + "]" for name, spans in ranges.items()}
 
 
-def _normalizer(lowercase: bool, strip_accents: bool, keep_hangul: bool, chinese_chars: bool):
+def build_normalizer(lowercase: bool, strip_accents: bool, keep_hangul: bool, chinese_chars: bool):
     classes = _character_classes()
     steps = [
         normalizers.Replace(Regex(classes["dropped"]), ""),
@@ -122,7 +122,7 @@ def _normalizer(lowercase: bool, strip_accents: bool, keep_hangul: bool, chinese
     return normalizers.Sequence(steps)
 
 
-def _pre_tokenizer():
+def build_pre_tokenizer():
     punctuation = Regex(_character_classes()["punctuation"])
     return pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(punctuation, behavior="isolated")]
@@ -165,8 +165,10 @@ class Tokenizer:
                 self.vocab, unk_token=self.special_tokens["unk_token"], max_input_chars_per_word=MAX_WORD_CHARS
             )
         )
-        fast.normalizer = _normalizer(self.lowercase, self.strip_accents, self.keep_hangul, self.tokenize_chinese_chars)
-        fast.pre_tokenizer = _pre_tokenizer()
+        fast.normalizer = build_normalizer(
+            self.lowercase, self.strip_accents, self.keep_hangul, self.tokenize_chinese_chars
+        )
+        fast.pre_tokenizer = build_pre_tokenizer()
         cls, sep = self.special_tokens["cls_token"], self.special_tokens["sep_token"]
         fast.post_processor = processors.TemplateProcessing(
             single=f"{cls} $A {sep}",
@@ -255,6 +257,11 @@ class Tokenizer:
         return [
             Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, bool(e.overflowing)) for e in encoded
         ]
+
+    def ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, without [CLS]/[SEP] and without truncation (for pretraining corpora)."""
+        self._fast.no_truncation()
+        return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         return [self._fast.id_to_token(i) for i in ids]

@@ -47,6 +47,13 @@ def pad_encodings(encodings: Sequence[Encoded], pad_id: int) -> dict[str, torch.
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
 
+def lengths_of(examples: Sequence) -> Sequence[int]:
+    """Example lengths, for batching; a lazily built set of examples (pretraining) holds them as an array,
+    so they are known without building every example."""
+    lengths = getattr(examples, "lengths", None)
+    return lengths if lengths is not None else [len(e) for e in examples]
+
+
 def epoch_batches(
     lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_by_length: bool
 ) -> list[list[int]]:

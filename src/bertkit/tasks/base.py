@@ -19,7 +19,7 @@ from bertkit.tokenizer import Tokenizer
 
 
 class Task(ABC):
-    """Encodes rows into examples, builds the model with its head, and scores predictions.
+    """What the trainer needs: the model with its head, batches, a loss and metrics.
 
     `main_metric` (higher is better) picks the best checkpoint and drives early stopping.
     """
@@ -32,9 +32,36 @@ class Task(ABC):
         self.model_source = model_source
         self.max_len = max_len
 
+    @abstractmethod
+    def build_model(self) -> Pretrained: ...
+
+    def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
+        batch = pad_encodings(examples, self.tokenizer.pad_id)
+        if examples[0].target is not None:  # examples for prediction carry no targets
+            batch["targets"] = self.targets(examples)
+        return batch
+
+    @abstractmethod
+    def targets(self, examples: Sequence[Example]) -> Tensor: ...
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def metrics(self, outputs: Tensor, targets: Tensor) -> dict: ...
+
+    @staticmethod
+    def forward(model: nn.Module, batch: dict[str, Tensor], unpad: bool) -> Tensor:
+        """One output row per example (what `infer` stacks, `loss` and `metrics` read)."""
+        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], unpad=unpad)
+
+
+class TableTask(Task):
+    """A task over rows of a table: encodes rows into examples and describes predictions."""
+
     @classmethod
     @abstractmethod
-    def from_run(cls, config: RunConfig, tokenizer: Tokenizer, model_source: Path) -> Task:
+    def from_run(cls, config: RunConfig, tokenizer: Tokenizer, model_source: Path) -> TableTask:
         """The task as a run config describes it."""
 
     @abstractmethod
@@ -59,30 +86,8 @@ class Task(ABC):
         """Examples and the number of inputs cut at `max_len`."""
 
     @abstractmethod
-    def build_model(self) -> Pretrained: ...
-
-    @abstractmethod
     def describe(self, outputs: Tensor) -> list[dict]:
         """One JSON-ready prediction per example."""
-
-    def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
-        batch = pad_encodings(examples, self.tokenizer.pad_id)
-        if examples[0].target is not None:  # examples for prediction carry no targets
-            batch["targets"] = self.targets(examples)
-        return batch
-
-    @abstractmethod
-    def targets(self, examples: Sequence[Example]) -> Tensor: ...
-
-    @abstractmethod
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
-
-    @abstractmethod
-    def metrics(self, outputs: Tensor, targets: Tensor) -> dict: ...
-
-    @staticmethod
-    def forward(model: nn.Module, batch: dict[str, Tensor], unpad: bool) -> Tensor:
-        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], unpad=unpad)
 
 
 def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:

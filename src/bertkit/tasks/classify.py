@@ -18,7 +18,7 @@ from bertkit.data.batching import Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
-from bertkit.tasks.base import Task, load_model
+from bertkit.tasks.base import TableTask, load_model
 from bertkit.tokenizer import Tokenizer
 from bertkit.train import metrics
 
@@ -33,7 +33,7 @@ def _sorted_labels(names: set[str]) -> list[str]:
     return sorted(names)
 
 
-class ClassificationTask(Task):
+class ClassificationTask(TableTask):
     name = "classify"
 
     def __init__(

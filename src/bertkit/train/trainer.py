@@ -13,7 +13,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from bertkit.config import TrainConfig
-from bertkit.data.batching import Example, epoch_batches, inference_batches
+from bertkit.data.batching import Example, epoch_batches, inference_batches, lengths_of
 from bertkit.device import cpu_has_amx
 from bertkit.model.checkpoint import Pretrained
 from bertkit.tasks.base import Task, to_device
@@ -92,7 +92,7 @@ def infer(
     was_training = model.training
     model.eval()
     outputs: list[Tensor | None] = [None] * len(examples)
-    batches = inference_batches([len(e) for e in examples], batch_size)
+    batches = inference_batches(lengths_of(examples), batch_size)
     for indices in tqdm(batches, desc="predict", disable=not progress, leave=False):
         batch = to_device(task.collate([examples[i] for i in indices]), device)
         with precision.autocast():
@@ -129,10 +129,17 @@ class Trainer:
         metrics["loss"] = float(self.task.loss(outputs, targets))
         return outputs, metrics
 
-    def fit(self, train: Sequence[Example], dev: Sequence[Example] | None, resume: bool = False) -> Progress:
+    def fit(
+        self,
+        train: Sequence[Example] | Callable[[int], Sequence[Example]],
+        dev: Sequence[Example] | None,
+        resume: bool = False,
+    ) -> Progress:
+        """Train on `train`, or on `train(epoch)` when the examples change every epoch (pretraining); the
+        step count follows the first epoch's size."""
         config, model = self.config, self.model
-        lengths = [len(e) for e in train]
-        batches_per_epoch = math.ceil(len(train) / config.batch_size)
+        examples_of = train if callable(train) else lambda epoch: train
+        batches_per_epoch = math.ceil(len(examples_of(0)) / config.batch_size)
         total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
         if config.total_steps:
             total_steps = min(total_steps, config.total_steps)
@@ -171,11 +178,14 @@ class Trainer:
         stop = progress.step >= total_steps
         running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
         while not stop and progress.epoch < config.n_epochs:
-            batches = epoch_batches(lengths, config.batch_size, config.seed, progress.epoch, config.group_by_length)
+            examples = examples_of(progress.epoch)
+            batches = epoch_batches(
+                lengths_of(examples), config.batch_size, config.seed, progress.epoch, config.group_by_length
+            )
             while progress.batch < len(batches) and not stop:
                 started = time.perf_counter()
                 group = batches[progress.batch : progress.batch + config.grad_accum]
-                loss_value, tokens = self._accumulate(group, train, scaler)
+                loss_value, tokens = self._accumulate(group, examples, scaler)
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -213,7 +223,7 @@ class Trainer:
                         }
                     )
                     tokens_since_log, seconds_since_log = 0, 0.0
-                stop = progress.step >= total_steps
+                stop = progress.step >= total_steps or self._out_of_time(progress)
                 if progress.step % config.save_steps == 0:
                     stop = self._evaluate_and_save(dev, progress, metrics_log, optimizer, scheduler, scaler) or stop
             if progress.batch >= len(batches):
@@ -226,6 +236,13 @@ class Trainer:
             self._evaluate_and_save(dev, progress, metrics_log, optimizer, scheduler, scaler)
         plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
         return progress
+
+    def _out_of_time(self, progress: Progress) -> bool:
+        limit = self.config.max_minutes
+        if limit is None or progress.train_seconds < 60 * limit:
+            return False
+        log.info("stopping at step %d: the %g-minute training budget is spent", progress.step, limit)
+        return True
 
     def _accumulate(self, group: list[list[int]], train: Sequence[Example], scaler) -> tuple[float, int]:
         """Forward and backward over the batches of one optimizer step; returns mean loss and real tokens."""

@@ -1,0 +1,190 @@
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from test_vocab import korean_lines
+
+from bertkit.cli import main
+from bertkit.data.corpus import Corpus, prepare_corpus
+from bertkit.data.masking import B_END, B_START, IS_RANDOM, Masker, MaskingSettings, PretrainExamples, build_pairs
+from bertkit.vocab import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(korean_lines(2000), vocab_size=100, progress=False)
+
+
+def write_documents(path, n_documents: int, seed: int = 0) -> list[list[str]]:
+    rng = random.Random(seed)
+    lines = korean_lines(n_documents * 8, seed)
+    documents, at = [], 0
+    for _ in range(n_documents):
+        n = rng.randint(1, 14)
+        documents.append(lines[at : at + n])
+        at += n
+    path.write_text("".join("\n".join(d) + "\n\n" for d in documents), encoding="utf-8")
+    return documents
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, tokenizer):
+    root = tmp_path_factory.mktemp("corpus")
+    documents = write_documents(root / "corpus.txt", 1200)
+    prepare_corpus([root / "corpus.txt"], tokenizer, root / "prepared", shard_tokens=20_000)
+    return Corpus(root / "prepared"), documents
+
+
+def test_prepared_shards_hold_every_document_sentence_by_sentence(corpus, tokenizer):
+    prepared, documents = corpus
+    assert len(prepared.shards) > 1 and prepared.n_documents == len(documents)
+    for index in (0, 1, 500, len(documents) - 1):
+        shard, _, local = prepared.locate(index)
+        bounds = shard.sentence_bounds(local)
+        expected = tokenizer.ids_batch(documents[index])
+        got = [shard.tokens[s:e].tolist() for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+        assert got == expected
+
+
+def test_one_document_per_line_is_split_into_sentences(tmp_path, tokenizer):
+    (tmp_path / "docs.txt").write_text("영화 정말 좋아. 배우 연기 최고! 감동\n지루 하다\n", encoding="utf-8")
+    meta = prepare_corpus([tmp_path / "docs.txt"], tokenizer, tmp_path / "p", fmt="documents")
+    assert (meta["documents"], meta["sentences"]) == (2, 4)
+
+
+def test_masking_statistics(corpus, tokenizer):
+    prepared, _ = corpus
+    settings = MaskingSettings(max_len=64)
+    masker = Masker(tokenizer, settings)
+    documents = range(prepared.n_documents)
+    special = {tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, tokenizer.unk_id, tokenizer.mask_id}
+    real = chosen = as_mask = as_random = kept = 0
+    epoch = 0
+    while real < 100_000:
+        examples = PretrainExamples(prepared, build_pairs(prepared, documents, settings, epoch), masker, 7, epoch)
+        for example in examples:
+            original = example.ids.copy()
+            original[example.positions] = example.labels
+            assert len(example) <= settings.max_len
+            assert not set(original[example.positions].tolist()) & special, "a special token was chosen"
+            real += int(sum(1 for t in original if t not in special))
+            chosen += len(example.positions)
+            replaced = example.ids[example.positions]
+            as_mask += int((replaced == tokenizer.mask_id).sum())
+            kept += int((replaced == example.labels).sum())
+            randomised = replaced[(replaced != tokenizer.mask_id) & (replaced != example.labels)]
+            as_random += len(randomised)
+            assert not set(randomised.tolist()) & special
+        epoch += 1
+    assert abs(chosen / real - 0.15) < 0.005
+    assert abs(as_mask / chosen - 0.8) < 0.01
+    assert abs(as_random / chosen - 0.1) < 0.01
+    assert abs(kept / chosen - 0.1) < 0.01
+
+
+def test_nsp_labels_are_half_random(corpus):
+    prepared, _ = corpus
+    settings = MaskingSettings(max_len=64)
+    labels = np.concatenate(
+        [build_pairs(prepared, range(prepared.n_documents), settings, s)[:, IS_RANDOM] for s in range(25)]
+    )
+    assert len(labels) > 20_000
+    assert abs(labels.mean() - 0.5) < 0.01
+
+
+def test_masks_are_redrawn_each_epoch_and_repeat_for_the_same_epoch(corpus, tokenizer):
+    prepared, _ = corpus
+    settings = MaskingSettings(max_len=64, nsp=False)
+    masker = Masker(tokenizer, settings)
+    pairs = build_pairs(prepared, range(50), settings, 0)
+    assert (pairs[:, B_END] == pairs[:, B_START]).all(), "no B without NSP"
+    first, again, other = (PretrainExamples(prepared, pairs, masker, 1, e)[3] for e in (0, 0, 1))
+    assert np.array_equal(first.positions, again.positions)
+    assert not np.array_equal(first.positions, other.positions)
+    assert first.ids[0] == tokenizer.cls_id and first.ids[-1] == tokenizer.sep_id and not first.type_ids.any()
+
+
+def test_whole_word_masking_takes_every_piece_of_a_word(corpus, tokenizer):
+    prepared, _ = corpus
+    settings = MaskingSettings(max_len=64, whole_word=True)
+    masker = Masker(tokenizer, settings)
+    examples = PretrainExamples(prepared, build_pairs(prepared, range(200), settings, 0), masker, 3, 0)
+    continuation = masker.is_continuation
+    split_words = 0
+    for example in examples:
+        original = example.ids.copy()
+        original[example.positions] = example.labels
+        chosen = set(example.positions.tolist())
+        for p in chosen:
+            if p + 1 < len(original) and continuation[original[p + 1]]:
+                split_words += 1
+                assert p + 1 in chosen
+            if continuation[original[p]] and not masker.is_special[original[p - 1]]:
+                assert p - 1 in chosen
+    assert split_words > 0
+
+
+def tiny_model_json(path, vocab_size: int):
+    config = {"dim": 32, "dim_ff": 64, "n_layers": 1, "n_heads": 2, "p_drop_attn": 0.1, "p_drop_hidden": 0.1}
+    path.write_text(json.dumps({**config, "max_len": 64, "n_segments": 2, "vocab_size": vocab_size}))
+    return path
+
+
+def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fine_tunes(tmp_path, tokenizer, capsys):
+    from transformers import BertForPreTraining
+
+    write_documents(tmp_path / "corpus.txt", 200)
+    tokenizer.save_pretrained(tmp_path / "vocab")
+    config = {
+        "model": str(tiny_model_json(tmp_path / "model.json", 999)),  # embeddings follow the vocabulary
+        "tokenizer": str(tmp_path / "vocab"),
+        "output_dir": str(tmp_path / "run"),
+        "max_len": 64,
+        "corpus": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 20},
+        "train": {"batch_size": 16, "n_epochs": 2, "lr": 1e-3, "save_steps": 20, "precision": "fp32"},
+    }
+    (tmp_path / "pretrain.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] > 20 and 0 <= results["dev_mlm_accuracy"] <= 1 and "dev_nsp_accuracy" in results
+    assert "mlm_loss" in (tmp_path / "run" / "metrics.jsonl").read_text()
+
+    from bertkit.model.heads import BertForPreTraining as Ours
+
+    ours = Ours.from_pretrained(tmp_path / "run" / "model").eval()
+    theirs = BertForPreTraining.from_pretrained(tmp_path / "run" / "model").eval()
+    encoding = tokenizer.encode("영화 정말 좋아", "배우 연기 최고")
+    ids = torch.tensor([encoding.ids])
+    types = torch.tensor([encoding.type_ids])
+    with torch.no_grad():
+        mlm, nsp = ours(ids, torch.ones_like(ids), types)
+        out = theirs(input_ids=ids, token_type_ids=types)
+    torch.testing.assert_close(mlm, out.prediction_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nsp, out.seq_relationship_logits, atol=1e-5, rtol=1e-5)
+
+    (tmp_path / "train.tsv").write_text(
+        "text\tlabel\n" + "".join(f"{line}\t{i % 2}\n" for i, line in enumerate(korean_lines(64))), encoding="utf-8"
+    )
+    finetune = {
+        "model": str(tmp_path / "run" / "model"),
+        "output_dir": str(tmp_path / "ft"),
+        "max_len": 64,
+        "data": {"train": str(tmp_path / "train.tsv")},
+        "train": {"batch_size": 16, "n_epochs": 1},
+    }
+    (tmp_path / "ft.json").write_text(json.dumps(finetune))
+    assert main(["train", str(tmp_path / "ft.json")]) == 0
+
+
+def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):
+    tokenizer.save_pretrained(tmp_path / "vocab")
+    config = {
+        "model": str(tiny_model_json(tmp_path / "m.json", 100)),
+        "tokenizer": str(tmp_path / "vocab"),
+        "output_dir": str(tmp_path / "run"),
+    }
+    (tmp_path / "p.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "p.json")]) == 2
+    assert "corpus.files" in capsys.readouterr().err
