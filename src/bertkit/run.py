@@ -118,13 +118,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
     )
     progress = trainer.fit(train_examples, dev, resume=resume)
     trainer.model = type(model).from_pretrained(run_dir / "model").to(device)
-    results = {
-        "steps": progress.step,
-        "train_tokens": progress.tokens,
-        "train_tokens_per_s": progress.tokens / max(progress.train_seconds, 1e-9),
-        "train_seconds": progress.train_seconds,
-        "best_dev_step": progress.best_step,
-    }
+    results = progress.summary()
     labels = getattr(task, "labels", None)
     for split, examples in (("dev", dev), ("test", test)):
         if examples:
@@ -207,13 +201,7 @@ def pretrain(config: RunConfig, resume: bool = False) -> dict:
     )
     trainer = Trainer(task, model, tokenizer, config.train, run_dir, device)
     progress = trainer.fit(data.epoch, data.dev, resume=resume)
-    results = {
-        "steps": progress.step,
-        "train_tokens": progress.tokens,
-        "train_tokens_per_s": progress.tokens / max(progress.train_seconds, 1e-9),
-        "train_seconds": progress.train_seconds,
-        "best_dev_step": progress.best_step,
-    }
+    results = progress.summary()
     if data.dev is not None:
         trainer.model = BertForPreTraining.from_pretrained(run_dir / "model").to(device)
         _, metrics = trainer.evaluate(data.dev)

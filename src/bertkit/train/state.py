@@ -32,6 +32,16 @@ class Progress:
     evals_since_best: int = 0
     last_eval_step: int = -1
 
+    def summary(self) -> dict:
+        """What a run reports about its training: steps, real tokens, speed, the best dev step."""
+        return {
+            "steps": self.step,
+            "train_tokens": self.tokens,
+            "train_tokens_per_s": self.tokens / max(self.train_seconds, 1e-9),
+            "train_seconds": self.train_seconds,
+            "best_dev_step": self.best_step,
+        }
+
 
 def _rng_states() -> dict:
     states = {"cpu": torch.get_rng_state()}
