@@ -149,7 +149,9 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
     assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["steps"] > 20 and 0 <= results["dev_mlm_accuracy"] <= 1 and "dev_nsp_accuracy" in results
-    assert "mlm_loss" in (tmp_path / "run" / "metrics.jsonl").read_text()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "batch_mlm_accuracy" in records[0] and "batch_nsp_accuracy" in records[0]
+    assert any("mlm_loss" in r and "nsp_accuracy" in r for r in records if r["kind"] == "eval")
 
     from bertkit.model.heads import BertForPreTraining as Ours
 
@@ -176,6 +178,12 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
     }
     (tmp_path / "ft.json").write_text(json.dumps(finetune))
     assert main(["train", str(tmp_path / "ft.json")]) == 0
+
+    # continued pretraining (domain adaptation) from a Hugging Face directory, MLM only
+    continued = ["--set", f"model={tmp_path / 'run' / 'model'}", "--set", f"output_dir={tmp_path / 'more'}"]
+    continued += ["--set", "corpus.nsp=false", "--set", "train.n_epochs=1"]
+    assert main(["pretrain", str(tmp_path / "pretrain.json"), *continued]) == 0
+    assert "dev_nsp_accuracy" not in json.loads((tmp_path / "more" / "results.json").read_text())
 
 
 def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):

@@ -27,7 +27,7 @@ from bertkit.device import cpu_has_amx
 from bertkit.model.checkpoint import Pretrained
 from bertkit.tasks.base import Task, to_device
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.report import MetricsLog, plot_curves
+from bertkit.train.report import MetricsLog, plot_curves, scalars
 from bertkit.train.state import Progress, latest_checkpoint, load_checkpoint, save_checkpoint
 
 log = logging.getLogger("bertkit")
@@ -185,7 +185,7 @@ class Trainer:
             while progress.batch < len(batches) and not stop:
                 started = time.perf_counter()
                 group = batches[progress.batch : progress.batch + config.grad_accum]
-                loss_value, tokens = self._accumulate(group, examples, scaler)
+                loss_value, tokens, last_outputs, last_targets = self._accumulate(group, examples, scaler)
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -220,6 +220,11 @@ class Trainer:
                             "loss": loss_value,
                             "lr": scheduler.get_last_lr()[0],
                             "tokens_per_s": tokens_since_log / max(seconds_since_log, 1e-9),
+                            # the task's metrics on the step's last batch (MLM and NSP accuracy, say)
+                            **{
+                                f"batch_{k}": v
+                                for k, v in scalars(self.task.metrics(last_outputs, last_targets)).items()
+                            },
                         }
                     )
                     tokens_since_log, seconds_since_log = 0, 0.0
@@ -244,8 +249,11 @@ class Trainer:
         log.info("stopping at step %d: the %g-minute training budget is spent", progress.step, limit)
         return True
 
-    def _accumulate(self, group: list[list[int]], train: Sequence[Example], scaler) -> tuple[float, int]:
-        """Forward and backward over the batches of one optimizer step; returns mean loss and real tokens."""
+    def _accumulate(
+        self, group: list[list[int]], train: Sequence[Example], scaler
+    ) -> tuple[float, int, Tensor, Tensor]:
+        """Forward and backward over the batches of one optimizer step; returns mean loss, real tokens, and the
+        outputs and targets of the last batch (detached, on the CPU)."""
         total_loss, tokens = 0.0, 0
         for indices in group:
             batch = to_device(self.task.collate([train[i] for i in indices]), self.device)
@@ -255,7 +263,7 @@ class Trainer:
             (scaler.scale(loss) if scaler is not None else loss).backward()
             total_loss += loss.item()
             tokens += int(batch["attention_mask"].sum())
-        return total_loss, tokens
+        return total_loss, tokens, outputs.detach().float().cpu(), batch["targets"].cpu()
 
     def _evaluate_and_save(
         self, dev, progress: Progress, metrics_log: MetricsLog, optimizer, scheduler, scaler
