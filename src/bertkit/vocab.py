@@ -170,7 +170,7 @@ def learn_pieces(
             f"vocab size {vocab_size} leaves no room for pieces: the text has {alphabet} characters "
             "(lower the character coverage or raise the vocab size)"
         )
-    units = np.zeros(vocab_size * 2 + alphabet, dtype=np.float64)
+    units = np.zeros(vocab_size, dtype=np.float64)  # count of each symbol; there are never more than vocab_size
     pairs = _Pairs(min_frequency)
     for w, (spelling, count) in enumerate(zip(spellings, frequencies, strict=True)):
         for unit in spelling:
@@ -188,9 +188,6 @@ def learn_pieces(
         a, b = int(pairs.left[pair]), int(pairs.right[pair])
         before = len(symbols)
         merged = symbol(symbols[a] + symbols[b].removeprefix(PREFIX))
-        if merged >= len(units):
-            units = np.resize(units, 2 * len(units))
-            units[before:] = 0.0
         for w in list(pairs.words[pair]):
             old = spellings[w]
             new, i, merges = [], 0, 0
@@ -213,7 +210,7 @@ def learn_pieces(
             units[merged] += merges * count
             total -= merges * count
             spellings[w] = new
-        pairs.count[pair] = 0.0  # a word with a repeated unit (a a a) may keep a stray count
+        pairs.count[pair] = 0.0  # every occurrence has merged; the pair must never be chosen again
         bar.update(len(symbols) - before)
     bar.close()
     return SPECIALS + symbols

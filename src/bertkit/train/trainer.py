@@ -220,11 +220,7 @@ class Trainer:
                             "loss": loss_value,
                             "lr": scheduler.get_last_lr()[0],
                             "tokens_per_s": tokens_since_log / max(seconds_since_log, 1e-9),
-                            # the task's metrics on the step's last batch (MLM and NSP accuracy, say)
-                            **{
-                                f"batch_{k}": v
-                                for k, v in scalars(self.task.metrics(last_outputs, last_targets)).items()
-                            },
+                            **self._batch_metrics(last_outputs, last_targets),
                         }
                     )
                     tokens_since_log, seconds_since_log = 0, 0.0
@@ -242,6 +238,11 @@ class Trainer:
         plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
         return progress
 
+    def _batch_metrics(self, outputs: Tensor, targets: Tensor) -> dict:
+        """The task's metrics on one training batch (MLM and NSP accuracy, say), named batch_*."""
+        metrics = self.task.metrics(outputs.float().cpu(), targets.cpu())
+        return {f"batch_{name}": value for name, value in scalars(metrics).items()}
+
     def _out_of_time(self, progress: Progress) -> bool:
         limit = self.config.max_minutes
         if limit is None or progress.train_seconds < 60 * limit:
@@ -253,7 +254,7 @@ class Trainer:
         self, group: list[list[int]], train: Sequence[Example], scaler
     ) -> tuple[float, int, Tensor, Tensor]:
         """Forward and backward over the batches of one optimizer step; returns mean loss, real tokens, and the
-        outputs and targets of the last batch (detached, on the CPU)."""
+        outputs and targets of the last batch."""
         total_loss, tokens = 0.0, 0
         for indices in group:
             batch = to_device(self.task.collate([train[i] for i in indices]), self.device)
@@ -263,7 +264,7 @@ class Trainer:
             (scaler.scale(loss) if scaler is not None else loss).backward()
             total_loss += loss.item()
             tokens += int(batch["attention_mask"].sum())
-        return total_loss, tokens, outputs.detach().float().cpu(), batch["targets"].cpu()
+        return total_loss, tokens, outputs.detach(), batch["targets"]
 
     def _evaluate_and_save(
         self, dev, progress: Progress, metrics_log: MetricsLog, optimizer, scheduler, scaler
