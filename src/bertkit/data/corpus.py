@@ -72,7 +72,7 @@ class _ShardWriter:
         self.directory, self.dtype, self.shard_tokens = directory, dtype, shard_tokens
         self.shards: list[str] = []
         self.files: dict[str, object] = {}
-        self.tokens = self.sentences = self.documents = 0  # in the current shard
+        self.tokens = self.sentences = 0  # in the current shard
         self.totals = Counter()
 
     def _open(self) -> None:
@@ -82,7 +82,7 @@ class _ShardWriter:
         self.files = {
             kind: (self.directory / f"{name}.{kind}").open("wb") for kind in ("tokens", "sentences", "documents")
         }
-        self.tokens = self.sentences = self.documents = 0
+        self.tokens = self.sentences = 0
 
     def write(self, documents: list[list[list[int]]]) -> None:
         for document in documents:
