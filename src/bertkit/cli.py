@@ -39,18 +39,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"model: {Path(config.output_dir) / 'model'}")
 
 
-def _lines(paths: list[Path]):
-    for path in paths:
-        if not path.is_file():
-            raise UserError(f"{path}: corpus file not found")
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            yield from lines
-
-
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from bertkit.data.corpus import read_lines
     from bertkit.vocab import evaluate, split_heldout, train_tokenizer
 
-    train_lines, heldout = split_heldout(_lines(args.corpus), args.heldout)
+    train_lines, heldout = split_heldout(read_lines(args.corpus), args.heldout)
     tokenizer = train_tokenizer(
         train_lines, args.vocab_size, args.lowercase, args.strip_accents, args.min_frequency, args.coverage
     )
@@ -75,10 +68,11 @@ def cmd_corpus(args: argparse.Namespace) -> None:
 def cmd_scrub(args: argparse.Namespace) -> None:
     from collections import Counter
 
+    from bertkit.data.corpus import read_lines
     from bertkit.scrub import KINDS, scrub_lines
 
     counts: Counter = Counter()
-    write_atomic(args.output, "".join(scrub_lines(_lines([args.input]), counts)))
+    write_atomic(args.output, "".join(scrub_lines(read_lines([args.input]), counts)))
     print(", ".join(f"{kind}: {counts[kind]}" for kind in KINDS))
 
 

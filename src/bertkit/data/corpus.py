@@ -41,28 +41,34 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
-def read_documents(paths: Sequence[str | Path], fmt: str) -> Iterator[list[str]]:
-    """Documents as lists of sentences, streamed from the files in order."""
-    if fmt not in FORMATS:
-        raise UserError(f"corpus format must be one of {FORMATS}, got {fmt!r}")
+def read_lines(paths: Sequence[str | Path]) -> Iterator[str]:
+    """The lines of text files, streamed in order; a missing file is a user error."""
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: corpus file not found")
         with path.open(encoding="utf-8", errors="replace") as lines:
-            document: list[str] = []
-            for line in lines:
-                line = line.strip()
-                if fmt == "documents":
-                    if sentences := split_sentences(line):
-                        yield sentences
-                elif line:
-                    document.append(line)
-                elif document:
-                    yield document
-                    document = []
-            if document:
+            yield from lines
+
+
+def read_documents(paths: Sequence[str | Path], fmt: str) -> Iterator[list[str]]:
+    """Documents as lists of sentences, streamed from the files in order; a file ends its last document."""
+    if fmt not in FORMATS:
+        raise UserError(f"corpus format must be one of {FORMATS}, got {fmt!r}")
+    for path in paths:
+        document: list[str] = []
+        for line in read_lines([path]):
+            line = line.strip()
+            if fmt == "documents":
+                if sentences := split_sentences(line):
+                    yield sentences
+            elif line:
+                document.append(line)
+            elif document:
                 yield document
+                document = []
+        if document:
+            yield document
 
 
 class _ShardWriter:
