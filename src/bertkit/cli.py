@@ -158,6 +158,15 @@ def cmd_bench_pretrain(args: argparse.Namespace) -> None:
     print(json.dumps(pretrain_side_by_side(args.config, args.steps, overrides=args.set), indent=1))
 
 
+def cmd_bench_infer(args: argparse.Namespace) -> None:
+    from bertkit.bench import inference_side_by_side, machine
+    from bertkit.data.readers import read_table
+
+    texts = [row[args.column] for path in args.data for row in read_table(path, [args.column])]
+    print(f"machine: {machine()}")
+    print(json.dumps(inference_side_by_side(texts, args.model, args.batch_size, args.max_len), indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
@@ -265,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
     pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     pretraining.set_defaults(run=cmd_bench_pretrain)
+    inference = benches.add_parser(
+        "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
+    )
+    inference.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
+    inference.add_argument("--column", default="sentence", help="text column (default: sentence)")
+    inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
+    inference.add_argument("--batch-size", type=int, default=32)
+    inference.add_argument("--max-len", type=int, default=128)
+    inference.set_defaults(run=cmd_bench_infer)
     return parser
 
 

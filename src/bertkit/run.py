@@ -66,6 +66,11 @@ def model_and_tokenizer_sources(config: RunConfig) -> tuple[Path, Path]:
     return model, model
 
 
+def task_file(task: TableTask) -> dict[str, str]:
+    """The file beside a saved model that lets `load` rebuild its task (name -> text)."""
+    return {TASK_FILE: json.dumps({"task": task.name, **task.settings()}, indent=1)}
+
+
 def _read(task: TableTask, path: str | None) -> list[Row]:
     return read_table(path, task.columns, task.text_columns) if path else []
 
@@ -114,7 +119,7 @@ def train(config: RunConfig, resume: bool = False) -> dict:
         config.train,
         run_dir,
         device,
-        extra_files={TASK_FILE: json.dumps({"task": task.name, **task.settings()}, indent=1)},
+        extra_files=task_file(task),
     )
     progress = trainer.fit(train_examples, dev, resume=resume)
     trainer.model = type(model).from_pretrained(run_dir / "model").to(device)
