@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.data.readers import read_table
 from bertkit.tokenizer import Tokenizer
+from bertkit.train.trainer import parameter_groups
 
 
 def machine() -> str:
@@ -203,19 +205,55 @@ def finetune_side_by_side(
     return summary
 
 
-def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int = 3, overrides: list[str] = ()) -> dict:
-    """Training steps/s of bertkit's BertForPreTraining (MLM head at masked positions only) against
-    transformers' BertForPreTraining, on the same batches and the same starting weights, steps interleaved
-    so that both see the same machine load. Real (non-pad) tokens/s over the timed steps."""
+def interleaved_steps(
+    models: dict[str, torch.nn.Module],
+    loss_fns: dict[str, Callable[[torch.nn.Module, dict], torch.Tensor]],
+    batches: list[dict],
+    warmup_steps: int,
+    autocast: dict[str, torch.dtype] | None = None,
+) -> dict:
+    """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
+    turn, so that all see the same machine load. `loss_fns[name](model, batch)` gives the loss; models
+    named in `autocast` run their forward under CPU autocast to that dtype. The first `warmup_steps`
+    batches are not timed."""
+    optimizers = {
+        name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
+    }
+    seconds, tokens = dict.fromkeys(models, 0.0), 0
+    for index, batch in enumerate(batches):
+        for name, model in models.items():
+            model.train()
+            started = time.perf_counter()
+            dtype = (autocast or {}).get(name)
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                loss = loss_fns[name](model, batch)
+            loss.backward()
+            optimizers[name].step()
+            optimizers[name].zero_grad(set_to_none=True)
+            if index >= warmup_steps:
+                seconds[name] += time.perf_counter() - started
+        if index >= warmup_steps:
+            tokens += int(batch["attention_mask"].sum())
+    return {name: tokens / s for name, s in seconds.items()} | {"tokens": tokens}
+
+
+def _transformers_copy(ours: torch.nn.Module, cls) -> torch.nn.Module:
+    """transformers' `cls` with the weights of bertkit's `ours`, through a saved directory."""
     import tempfile
 
+    with tempfile.TemporaryDirectory() as tmp:
+        ours.save_pretrained(tmp)
+        return cls.from_pretrained(tmp)
+
+
+def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int = 3, overrides: list[str] = ()) -> dict:
+    """Training tokens/s of bertkit's BertForPreTraining (MLM head at masked positions only) against
+    transformers' BertForPreTraining, on the same batches and the same starting weights."""
     from transformers import BertForPreTraining
 
     from bertkit.config import RunConfig
-    from bertkit.data.batching import epoch_batches, lengths_of
     from bertkit.run import model_and_tokenizer_sources, pretraining_data
     from bertkit.tasks.pretrain import PretrainTask
-    from bertkit.train.trainer import parameter_groups
 
     config = RunConfig.from_json(config_path, list(overrides))
     model_source, tokenizer_dir = model_and_tokenizer_sources(config)
@@ -224,52 +262,92 @@ def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int 
     task = PretrainTask(tokenizer, model_source, config.max_len, config.corpus.nsp)
     torch.manual_seed(config.train.seed)
     ours = task.build_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        ours.save_pretrained(tmp)
-        theirs = BertForPreTraining.from_pretrained(tmp)
     batch_order = epoch_batches(lengths_of(examples), config.train.batch_size, config.train.seed, 0, True)
     batches = [task.collate([examples[i] for i in b]) for b in batch_order[: warmup_steps + steps]]
 
-    def our_step(batch: dict, optimizer) -> None:
-        task.loss(task.forward(ours, batch, config.train.unpad), batch["targets"]).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def their_step(batch: dict, optimizer) -> None:
+    def their_loss(model, batch: dict) -> torch.Tensor:
         labels = torch.full_like(batch["input_ids"], -100)
         labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
-        theirs(
+        return model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             token_type_ids=batch["token_type_ids"],
             labels=labels,
             next_sentence_label=batch["targets"],
-        ).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        ).loss
 
-    runs = {
-        "bertkit": (ours, our_step),
-        "transformers": (theirs, their_step),
+    result = interleaved_steps(
+        {"bertkit": ours, "transformers": _transformers_copy(ours, BertForPreTraining)},
+        {
+            "bertkit": lambda model, batch: task.loss(task.forward(model, batch, config.train.unpad), batch["targets"]),
+            "transformers": their_loss,
+        },
+        batches,
+        warmup_steps,
+    )
+    result["ratio"] = result["bertkit"] / result["transformers"]
+    result["steps"], result["batch_size"], result["max_len"] = steps, config.train.batch_size, config.max_len
+    return result
+
+
+def finetune_steps_side_by_side(
+    train_file: Path,
+    text: str,
+    label: str,
+    model_dir: Path | None = None,
+    batch_size: int = 32,
+    max_len: int = 128,
+    steps: int = 20,
+    warmup_steps: int = 3,
+) -> dict:
+    """Fine-tuning step tokens/s on the same batches and starting weights: bertkit unpadded (its default)
+    and padded, transformers' BertForSequenceClassification in fp32 and under bf16 autocast. Once with
+    length-grouped batches (bertkit's default), once with random ones (the Trainer's default). Only the
+    model and optimizer step are timed: the Trainer's own overhead comes on top of transformers' figures."""
+    import copy
+
+    from transformers import BertForSequenceClassification as TheirClassifier
+
+    from bertkit.run import default_model_dir
+    from bertkit.tasks.classify import ClassificationTask
+
+    model_dir = model_dir or default_model_dir()
+    task = ClassificationTask(Tokenizer.from_pretrained(model_dir), model_dir, max_len, text, label)
+    rows = read_table(train_file, [text, label])
+    task.prepare(rows)
+    examples, _ = task.encode(rows)
+    torch.manual_seed(0)
+    ours = task.build_model()
+    theirs = _transformers_copy(ours, TheirClassifier)
+    models = {
+        "bertkit": ours,
+        "bertkit_padded": copy.deepcopy(ours),
+        "transformers": theirs,
+        "transformers_bf16": copy.deepcopy(theirs),
     }
-    seconds = {name: 0.0 for name in runs}
-    optimizers = {
-        name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-4, fused=True) for name, (model, _) in runs.items()
+
+    def our_loss(unpad: bool):
+        return lambda model, batch: task.loss(task.forward(model, batch, unpad), batch["targets"])
+
+    def their_loss(model, batch: dict) -> torch.Tensor:
+        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+        return model(**inputs, labels=batch["targets"]).loss
+
+    loss_fns = {
+        "bertkit": our_loss(True),
+        "bertkit_padded": our_loss(False),
+        "transformers": their_loss,
+        "transformers_bf16": their_loss,
     }
-    tokens = 0
-    for index, batch in enumerate(batches):
-        for name, (model, step) in runs.items():
-            model.train()
-            started = time.perf_counter()
-            step(batch, optimizers[name])
-            if index >= warmup_steps:
-                seconds[name] += time.perf_counter() - started
-        if index >= warmup_steps:
-            tokens += int(batch["attention_mask"].sum())
-    result = {name: {"tokens_per_s": tokens / seconds[name]} for name in runs}
-    result["ratio"] = seconds["transformers"] / seconds["bertkit"]
-    result["steps"], result["tokens"] = steps, tokens
-    result["batch_size"], result["max_len"] = config.train.batch_size, config.max_len
+    result = {}
+    for grouped in (True, False):
+        order = epoch_batches(lengths_of(examples), batch_size, 42, 0, grouped)[: warmup_steps + steps]
+        batches = [task.collate([examples[i] for i in indices]) for indices in order]
+        rates = interleaved_steps(models, loss_fns, batches, warmup_steps, {"transformers_bf16": torch.bfloat16})
+        rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
+        rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
+        result["length_grouped" if grouped else "random"] = rates
+    result["steps"], result["batch_size"] = steps, batch_size
     return result
 
 

@@ -158,6 +158,16 @@ def cmd_bench_pretrain(args: argparse.Namespace) -> None:
     print(json.dumps(pretrain_side_by_side(args.config, args.steps, overrides=args.set), indent=1))
 
 
+def cmd_bench_steps(args: argparse.Namespace) -> None:
+    from bertkit.bench import finetune_steps_side_by_side, machine
+
+    print(f"machine: {machine()}")
+    result = finetune_steps_side_by_side(
+        args.data, args.text, args.label, args.model, batch_size=args.batch_size, steps=args.steps
+    )
+    print(json.dumps(result, indent=1))
+
+
 def cmd_bench_infer(args: argparse.Namespace) -> None:
     from bertkit.bench import inference_side_by_side, machine
     from bertkit.data.readers import read_table
@@ -274,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
     pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     pretraining.set_defaults(run=cmd_bench_pretrain)
+    steps = benches.add_parser(
+        "steps", help="fine-tuning step tokens/s: bertkit unpadded and padded, transformers fp32 and bf16"
+    )
+    steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
+    steps.add_argument("--text", default="sentence")
+    steps.add_argument("--label", default="label")
+    steps.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
+    steps.add_argument("--batch-size", type=int, default=32)
+    steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
+    steps.set_defaults(run=cmd_bench_steps)
     inference = benches.add_parser(
         "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
     )
