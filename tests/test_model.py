@@ -90,8 +90,9 @@ def test_mlm_logits_at_masked_positions_only(random_pretraining_dir):
     batch = random_batch(1000, LENGTHS)
     full, _ = model(**batch)
     positions = torch.tensor([0, 5, 64 + 3, 3 * 64 + 1])
-    selected, _ = model(**batch, masked_positions=positions)
-    assert max_diff(selected, full.flatten(0, 1)[positions]) < TOLERANCE
+    for unpad in (False, True):
+        selected, _ = model(**batch, masked_positions=positions, unpad=unpad)
+        assert max_diff(selected, full.flatten(0, 1)[positions]) < TOLERANCE
 
 
 def test_padded_and_packed_paths_agree_in_training_mode_gradients(small_config):

@@ -5,11 +5,12 @@ transformers is a reference here, not a dependency: it is imported only when a b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ import torch
 from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.data.readers import read_table
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.trainer import parameter_groups
+from bertkit.train.trainer import parameter_groups, persistent_gradients
 
 
 def machine() -> str:
@@ -211,29 +212,34 @@ def interleaved_steps(
     batches: list[dict],
     warmup_steps: int,
     autocast: dict[str, torch.dtype] | None = None,
+    bertkit_steps: Collection[str] = (),
 ) -> dict:
     """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
     turn, so that all see the same machine load. `loss_fns[name](model, batch)` gives the loss; models
-    named in `autocast` run their forward under CPU autocast to that dtype. The first `warmup_steps`
-    batches are not timed."""
+    named in `autocast` run their forward under CPU autocast to that dtype; models named in `bertkit_steps`
+    keep their gradients as bertkit's trainer does (`persistent_gradients`), the others as transformers'
+    Trainer does (freed after each step). The first `warmup_steps` batches are not timed."""
     optimizers = {
         name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
     }
     seconds, tokens = dict.fromkeys(models, 0.0), 0
-    for index, batch in enumerate(batches):
-        for name, model in models.items():
-            model.train()
-            started = time.perf_counter()
-            dtype = (autocast or {}).get(name)
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                loss = loss_fns[name](model, batch)
-            loss.backward()
-            optimizers[name].step()
-            optimizers[name].zero_grad(set_to_none=True)
+    with contextlib.ExitStack() as stack:
+        for name in bertkit_steps:
+            stack.enter_context(persistent_gradients(models[name], sparse_embeddings=True))
+        for index, batch in enumerate(batches):
+            for name, model in models.items():
+                model.train()
+                started = time.perf_counter()
+                dtype = (autocast or {}).get(name)
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                    loss = loss_fns[name](model, batch)
+                loss.backward()
+                optimizers[name].step()
+                optimizers[name].zero_grad(set_to_none=name not in bertkit_steps)
+                if index >= warmup_steps:
+                    seconds[name] += time.perf_counter() - started
             if index >= warmup_steps:
-                seconds[name] += time.perf_counter() - started
-        if index >= warmup_steps:
-            tokens += int(batch["attention_mask"].sum())
+                tokens += int(batch["attention_mask"].sum())
     return {name: tokens / s for name, s in seconds.items()} | {"tokens": tokens}
 
 
@@ -284,6 +290,7 @@ def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int 
         },
         batches,
         warmup_steps,
+        bertkit_steps=["bertkit"],
     )
     result["ratio"] = result["bertkit"] / result["transformers"]
     result["steps"], result["batch_size"], result["max_len"] = steps, config.train.batch_size, config.max_len
@@ -343,7 +350,14 @@ def finetune_steps_side_by_side(
     for grouped in (True, False):
         order = epoch_batches(lengths_of(examples), batch_size, 42, 0, grouped)[: warmup_steps + steps]
         batches = [task.collate([examples[i] for i in indices]) for indices in order]
-        rates = interleaved_steps(models, loss_fns, batches, warmup_steps, {"transformers_bf16": torch.bfloat16})
+        rates = interleaved_steps(
+            models,
+            loss_fns,
+            batches,
+            warmup_steps,
+            {"transformers_bf16": torch.bfloat16},
+            bertkit_steps=["bertkit", "bertkit_padded"],
+        )
         rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
         rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
         result["length_grouped" if grouped else "random"] = rates

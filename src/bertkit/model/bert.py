@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
 from bertkit.model.checkpoint import Pretrained
+from bertkit.model.dropout import Dropout, dropout
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -32,7 +33,14 @@ def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropou
     """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
     batch, seq, three_dim = qkv.shape
     q, k, v = qkv.view(batch, seq, 3, n_heads, three_dim // (3 * n_heads)).permute(2, 0, 3, 1, 4)
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    if dropout_p > 0.0 and qkv.device.type == "cpu":
+        # What SDPA computes here anyway, spelled out so that the dropout mask is drawn the cheap way.
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask, float("-inf"))
+        context = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v
+    else:
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
     return context.transpose(1, 2).reshape(batch, seq, three_dim // 3)
 
 
@@ -63,7 +71,8 @@ class Packing:
     """The real tokens of a (batch, seq) grid packed into one row of `indices.numel()` tokens.
 
     `indices` are the flat grid positions of the real tokens, `cu_seqlens` the int32 offsets where each
-    sequence starts in the packed row (length batch + 1), `max_seqlen` the longest sequence.
+    sequence starts in the packed row (length batch + 1), `max_seqlen` the longest sequence, `key_mask`
+    (batch, 1, 1, seq) True at real tokens, for attention on the grid.
     """
 
     indices: Tensor
@@ -71,6 +80,7 @@ class Packing:
     max_seqlen: int
     batch: int
     seq_len: int
+    key_mask: Tensor
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor) -> Packing:
@@ -78,17 +88,22 @@ class Packing:
         lengths = attention_mask.sum(dim=1, dtype=torch.int32)
         indices = attention_mask.flatten().nonzero().flatten()
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        return cls(indices, cu_seqlens, int(lengths.max()), *attention_mask.shape)
+        key_mask = attention_mask.bool()[:, None, None, :]
+        return cls(indices, cu_seqlens, int(lengths.max()), *attention_mask.shape, key_mask)
 
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (tokens, ...)."""
-        return grid.flatten(0, 1)[self.indices]
+        # index_select and index_copy rather than [] indexing: their backward passes are plain copies.
+        return grid.flatten(0, 1).index_select(0, self.indices)
 
     def unpack(self, packed: Tensor) -> Tensor:
         """(tokens, ...) -> (batch, seq, ...), zeros at padding."""
-        grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:])
-        grid[self.indices] = packed
+        grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:]).index_copy(0, self.indices, packed)
         return grid.view(self.batch, self.seq_len, *packed.shape[1:])
+
+    def packed_positions(self, grid_positions: Tensor) -> Tensor:
+        """Packed index of real tokens given by their flat grid positions (`indices` is sorted)."""
+        return torch.searchsorted(self.indices, grid_positions)
 
     def position_ids(self) -> Tensor:
         """Position of each packed token within its own sequence."""
@@ -100,10 +115,7 @@ class Packing:
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         # Attention is the one step that needs the sequences apart: lay them out on the grid for it.
-        key_mask = torch.zeros(self.batch * self.seq_len, dtype=torch.bool, device=qkv.device)
-        key_mask[self.indices] = True
-        key_mask = key_mask.view(self.batch, 1, 1, self.seq_len)
-        return self.pack(_padded_attention(self.unpack(qkv), key_mask, n_heads, dropout_p))
+        return self.pack(_padded_attention(self.unpack(qkv), self.key_mask, n_heads, dropout_p))
 
 
 class Embeddings(nn.Module):
@@ -115,7 +127,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(config.max_len, config.dim)
         self.segment = nn.Embedding(config.n_segments, config.dim)
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.dropout = Dropout(config.p_drop_hidden)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
         embedded = self.word(input_ids) + self.position(position_ids) + self.segment(token_type_ids)
@@ -136,7 +148,7 @@ class EncoderLayer(nn.Module):
         self.activation = ACTIVATIONS[config.hidden_act]
         self.ff_out = nn.Linear(config.dim_ff, config.dim)
         self.ff_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.dropout = Dropout(config.p_drop_hidden)
 
     def forward(self, hidden: Tensor, layout: Layout) -> Tensor:
         dropout_p = self.p_drop_attn if self.training else 0.0
@@ -169,8 +181,23 @@ class Pooler(nn.Module):
 
 @dataclass
 class BertOutput:
-    last_hidden_state: Tensor
+    """Encoder output. After an unpadded forward, `hidden` holds only the real tokens and the (batch, seq)
+    grid is built on first access: a sentence classifier reads only the pooled vector and never pays for it."""
+
+    hidden: Tensor
     pooler_output: Tensor | None
+    packing: Packing | None = None
+
+    @functools.cached_property
+    def last_hidden_state(self) -> Tensor:
+        """(batch, seq, dim); zeros at padding after an unpadded forward."""
+        return self.hidden if self.packing is None else self.packing.unpack(self.hidden)
+
+    def at(self, grid_positions: Tensor) -> Tensor:
+        """(positions, dim) hidden states of real tokens at flat (batch * seq) grid positions."""
+        if self.packing is None:
+            return self.hidden.flatten(0, 1)[grid_positions]
+        return self.hidden.index_select(0, self.packing.packed_positions(grid_positions))
 
 
 def init_bert_weights(module: nn.Module, std: float) -> None:
@@ -212,7 +239,7 @@ class BertModel(Pretrained):
             packing = Packing.from_mask(attention_mask)
             hidden = self.forward_packed(packing.pack(input_ids), packing.pack(token_type_ids), packing)
             pooled = self.pooler(hidden[packing.first_tokens()]) if self.pooler is not None else None
-            return BertOutput(packing.unpack(hidden), pooled)
+            return BertOutput(hidden, pooled, packing)
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         hidden = self.encoder(
             self.embeddings(input_ids, token_type_ids, position_ids), Padded.from_mask(attention_mask)

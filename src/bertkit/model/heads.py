@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bertkit.config import ModelConfig
 from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
 from bertkit.model.checkpoint import Pretrained
+from bertkit.model.dropout import Dropout
 
 
 def num_labels(config: ModelConfig) -> int:
@@ -40,7 +41,7 @@ class _LinearClassifier(_TaskModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, add_pooler=not self.per_token)
-        self.dropout = nn.Dropout(config.p_drop_hidden)
+        self.dropout = Dropout(config.p_drop_hidden)
         self.classifier = nn.Linear(config.dim, num_labels(config))
         self.init_head(self.classifier)
 
@@ -145,8 +146,6 @@ class BertForPreTraining(_TaskModel):
         unpad: bool = False,
     ) -> tuple[Tensor, Tensor]:
         output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
-        hidden = output.last_hidden_state
-        if masked_positions is not None:
-            hidden = hidden.flatten(0, 1)[masked_positions]
+        hidden = output.last_hidden_state if masked_positions is None else output.at(masked_positions)
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word.weight)
         return mlm_logits, self.cls.seq_relationship(output.pooler_output)

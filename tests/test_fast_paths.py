@@ -1,0 +1,54 @@
+"""The CPU fast paths of training give what the plain ones give: dropout masks drawn four to a 64-bit word,
+sparse embedding gradients added into persistent buffers."""
+
+import copy
+
+import torch
+from conftest import random_batch
+
+from bertkit import BertModel
+from bertkit.model.dropout import dropout
+from bertkit.train.trainer import parameter_groups, persistent_gradients
+
+
+def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000)
+    out = dropout(x, 0.1, training=True)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002
+    assert abs(out.mean().item() - 1.0) < 0.003
+    # each of the four 16-bit lanes of a draw is uniform, and neighbours are independent
+    lanes = kept.flatten().view(-1, 4).float().mean(dim=0)
+    assert (lanes - 0.9).abs().max().item() < 0.004
+    flat = kept.flatten()
+    assert abs((flat[1:] == flat[:-1]).float().mean().item() - (0.9**2 + 0.1**2)) < 0.004
+
+
+def test_dropout_is_seeded_identity_in_eval_and_passes_gradients_through_the_mask():
+    x = torch.randn(7, 33, requires_grad=True)
+    assert dropout(x, 0.1, training=False) is x
+    torch.manual_seed(3)
+    first = dropout(x, 0.3, training=True)
+    torch.manual_seed(3)
+    second = dropout(x, 0.3, training=True)
+    assert torch.equal(first, second)
+    first.sum().backward()
+    assert torch.equal(x.grad != 0, first != 0)
+
+
+def test_persistent_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
+    torch.manual_seed(0)
+    dense = BertModel(small_config).eval()  # no dropout: both see the same function
+    sparse = copy.deepcopy(dense)
+    optimizers = [torch.optim.AdamW(parameter_groups(m, 0.01), lr=1e-2) for m in (dense, sparse)]
+    with persistent_gradients(sparse, sparse_embeddings=True):
+        for step in range(3):
+            batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=step)
+            for model, optimizer in zip((dense, sparse), optimizers, strict=True):
+                model(**batch).pooler_output.sum().backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=model is dense)
+    assert not sparse.embeddings.word.sparse and sparse.embeddings.word.weight.grad is None
+    for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
