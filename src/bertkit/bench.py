@@ -215,10 +215,11 @@ def interleaved_steps(
     bertkit_steps: Collection[str] = (),
 ) -> dict:
     """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
-    turn, so that all see the same machine load. `loss_fns[name](model, batch)` gives the loss; models
-    named in `autocast` run their forward under CPU autocast to that dtype; models named in `bertkit_steps`
-    keep their gradients as bertkit's trainer does (`persistent_gradients`), the others as transformers'
-    Trainer does (freed after each step). The first `warmup_steps` batches are not timed."""
+    turn (the order rotating from batch to batch), so that all see the same machine load.
+    `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under CPU
+    autocast to that dtype; models named in `bertkit_steps` keep their gradients as bertkit's trainer does
+    (`persistent_gradients`), the others as transformers' Trainer does (freed after each step). The first
+    `warmup_steps` batches are not timed."""
     optimizers = {
         name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
     }
@@ -226,8 +227,11 @@ def interleaved_steps(
     with contextlib.ExitStack() as stack:
         for name in bertkit_steps:
             stack.enter_context(persistent_gradients(models[name], sparse_embeddings=True))
+        names = list(models)
         for index, batch in enumerate(batches):
-            for name, model in models.items():
+            # Rotate who goes first: a model run just after another (bf16 above all) starts on colder caches.
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                model = models[name]
                 model.train()
                 started = time.perf_counter()
                 dtype = (autocast or {}).get(name)

@@ -221,7 +221,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs with AMX; fp32 elsewhere
     group_by_length: bool = True
-    unpad: bool = True  # projections and feed-forward on real tokens only; false: the plain padded path
+    unpad: bool = True  # real tokens only where padding is over 10%; false: the plain padded path
     keep_checkpoints: int = 2
     patience: int | None = None  # evaluations without dev improvement before stopping; None: never
     log_steps: int = 10

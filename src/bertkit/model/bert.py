@@ -21,6 +21,10 @@ from bertkit.config import ModelConfig
 from bertkit.model.checkpoint import Pretrained
 from bertkit.model.dropout import Dropout, dropout
 
+# Packing costs a gather and a scatter around every attention; on a length-grouped batch (about 97% real
+# tokens) the padded path is a few percent faster, on a random one (about 50%) the packed path is 1.6x faster.
+PACK_BELOW_DENSITY = 0.9
+
 ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_new": functools.partial(F.gelu, approximate="tanh"),
@@ -232,10 +236,11 @@ class BertModel(Pretrained):
         token_type_ids: Tensor | None = None,
         unpad: bool = False,
     ) -> BertOutput:
-        """Padded (batch, seq) input. With `unpad`, only real tokens go through the encoder."""
+        """Padded (batch, seq) input. With `unpad`, only real tokens go through the encoder wherever padding
+        is more than a tenth of the batch."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        if unpad and attention_mask is not None:
+        if unpad and attention_mask is not None and attention_mask.sum() < PACK_BELOW_DENSITY * attention_mask.numel():
             packing = Packing.from_mask(attention_mask)
             hidden = self.forward_packed(packing.pack(input_ids), packing.pack(token_type_ids), packing)
             pooled = self.pooler(hidden[packing.first_tokens()]) if self.pooler is not None else None
