@@ -8,7 +8,7 @@ from conftest import random_batch
 
 from bertkit import BertModel
 from bertkit.model.dropout import dropout
-from bertkit.train.trainer import parameter_groups, persistent_gradients
+from bertkit.train.trainer import parameter_groups, sparse_embedding_gradients
 
 
 def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
@@ -37,18 +37,22 @@ def test_dropout_is_seeded_identity_in_eval_and_passes_gradients_through_the_mas
     assert torch.equal(x.grad != 0, first != 0)
 
 
-def test_persistent_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
+def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
     torch.manual_seed(0)
     dense = BertModel(small_config).eval()  # no dropout: both see the same function
     sparse = copy.deepcopy(dense)
     optimizers = [torch.optim.AdamW(parameter_groups(m, 0.01), lr=1e-2) for m in (dense, sparse)]
-    with persistent_gradients(sparse, sparse_embeddings=True):
+    with sparse_embedding_gradients(sparse, enabled=True) as zero_sparse_grad:
         for step in range(3):
             batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=step)
             for model, optimizer in zip((dense, sparse), optimizers, strict=True):
                 model(**batch).pooler_output.sum().backward()
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=model is dense)
+                if model is dense:
+                    optimizer.zero_grad()
+                else:
+                    zero_sparse_grad()
+            assert sparse.pooler.dense.weight.grad is None  # only embedding gradients are kept between steps
     assert not sparse.embeddings.word.sparse and sparse.embeddings.word.weight.grad is None
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name

@@ -18,7 +18,7 @@ import torch
 from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.data.readers import read_table
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.trainer import parameter_groups, persistent_gradients
+from bertkit.train.trainer import parameter_groups, sparse_embedding_gradients
 
 
 def machine() -> str:
@@ -217,16 +217,18 @@ def interleaved_steps(
     """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
     turn (the order rotating from batch to batch), so that all see the same machine load.
     `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under CPU
-    autocast to that dtype; models named in `bertkit_steps` keep their gradients as bertkit's trainer does
-    (`persistent_gradients`), the others as transformers' Trainer does (freed after each step). The first
+    autocast to that dtype; models named in `bertkit_steps` clear their gradients as bertkit's trainer does
+    (`sparse_embedding_gradients`), the others as transformers' Trainer does. The first
     `warmup_steps` batches are not timed."""
     optimizers = {
         name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
     }
     seconds, tokens = dict.fromkeys(models, 0.0), 0
     with contextlib.ExitStack() as stack:
-        for name in bertkit_steps:
-            stack.enter_context(persistent_gradients(models[name], sparse_embeddings=True))
+        zero_grads = {
+            name: stack.enter_context(sparse_embedding_gradients(model, enabled=name in bertkit_steps))
+            for name, model in models.items()
+        }
         names = list(models)
         for index, batch in enumerate(batches):
             # Rotate who goes first: a model run just after another (bf16 above all) starts on colder caches.
@@ -239,7 +241,7 @@ def interleaved_steps(
                     loss = loss_fns[name](model, batch)
                 loss.backward()
                 optimizers[name].step()
-                optimizers[name].zero_grad(set_to_none=name not in bertkit_steps)
+                zero_grads[name]()
                 if index >= warmup_steps:
                     seconds[name] += time.perf_counter() - started
             if index >= warmup_steps:

@@ -69,23 +69,29 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @contextlib.contextmanager
-def persistent_gradients(model: nn.Module, sparse_embeddings: bool) -> Iterator[None]:
-    """Gradient buffers allocated once and zeroed in place between steps (zero_grad(set_to_none=False)).
+def sparse_embedding_gradients(model: nn.Module, enabled: bool) -> Iterator[Callable[[], None]]:
+    """Yields the function that clears gradients between optimizer steps.
 
-    With `sparse_embeddings` (worth it on a CPU) the embedding tables send sparse gradients, which add into
-    those buffers row by row: a step touches a few hundred rows of a 30,000-row word table, but a dense
-    backward allocates and zeroes the whole table (47 MB for MiniLM) every step. The sums are the same."""
-    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)] if sparse_embeddings else []
-    for module in embeddings:
-        module.sparse = True
-    for param in model.parameters():
-        if param.requires_grad and param.grad is None:
-            param.grad = torch.zeros_like(param)
+    Enabled (it pays on a CPU), the embedding tables send sparse gradients, added row by row into dense
+    gradient buffers that stay allocated and are zeroed in place: a step touches a few hundred rows of a
+    30,000-row word table, but a dense backward allocates and zeroes the whole table (47 MB for MiniLM)
+    every step. The sums are the same; every other gradient is freed after each step as usual."""
+    tables = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad] if enabled else []
+    buffers = {table.weight: torch.zeros_like(table.weight) for table in tables}
+
+    def zero_grad() -> None:
+        model.zero_grad(set_to_none=True)
+        for weight, buffer in buffers.items():
+            weight.grad = buffer.zero_()
+
+    for table in tables:
+        table.sparse = True
+    zero_grad()
     try:
-        yield
+        yield zero_grad
     finally:
-        for module in embeddings:
-            module.sparse = False
+        for table in tables:
+            table.sparse = False
         model.zero_grad(set_to_none=True)
 
 
@@ -197,7 +203,7 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,
         )
         stop = progress.step >= total_steps
-        with persistent_gradients(model, sparse_embeddings=self.device.type == "cpu"):
+        with sparse_embedding_gradients(model, enabled=self.device.type == "cpu") as zero_grad:
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
             while not stop and progress.epoch < config.n_epochs:
                 examples = examples_of(progress.epoch)
@@ -217,7 +223,7 @@ class Trainer:
                     else:
                         optimizer.step()
                     scheduler.step()
-                    optimizer.zero_grad(set_to_none=False)
+                    zero_grad()
                     elapsed = time.perf_counter() - started
                     progress.batch += len(group)
                     progress.step += 1
