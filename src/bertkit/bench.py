@@ -313,10 +313,11 @@ def finetune_steps_side_by_side(
     steps: int = 20,
     warmup_steps: int = 3,
 ) -> dict:
-    """Fine-tuning step tokens/s on the same batches and starting weights: bertkit unpadded (its default)
-    and padded, transformers' BertForSequenceClassification in fp32 and under bf16 autocast. Once with
-    length-grouped batches (bertkit's default), once with random ones (the Trainer's default). Only the
-    model and optimizer step are timed: the Trainer's own overhead comes on top of transformers' figures."""
+    """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's default path (packed
+    where padding is over a tenth of a batch) and its padded path, transformers'
+    BertForSequenceClassification in fp32 and under bf16 autocast. Once with length-grouped batches
+    (bertkit's default), once with random ones (the Trainer's default). Only the model and optimizer step
+    are timed: the Trainer's own overhead comes on top of transformers' figures."""
     import copy
 
     from transformers import BertForSequenceClassification as TheirClassifier

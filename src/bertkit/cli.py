@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     pretraining.set_defaults(run=cmd_bench_pretrain)
     steps = benches.add_parser(
-        "steps", help="fine-tuning step tokens/s: bertkit unpadded and padded, transformers fp32 and bf16"
+        "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )
     steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
     steps.add_argument("--text", default="sentence")

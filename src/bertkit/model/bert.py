@@ -75,13 +75,12 @@ class Packing:
     """The real tokens of a (batch, seq) grid packed into one row of `indices.numel()` tokens.
 
     `indices` are the flat grid positions of the real tokens, `cu_seqlens` the int32 offsets where each
-    sequence starts in the packed row (length batch + 1), `max_seqlen` the longest sequence, `key_mask`
-    (batch, 1, 1, seq) True at real tokens, for attention on the grid.
+    sequence starts in the packed row (length batch + 1), `key_mask` (batch, 1, 1, seq) True at real tokens,
+    for attention on the grid.
     """
 
     indices: Tensor
     cu_seqlens: Tensor
-    max_seqlen: int
     batch: int
     seq_len: int
     key_mask: Tensor
@@ -93,7 +92,7 @@ class Packing:
         indices = attention_mask.flatten().nonzero().flatten()
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
         key_mask = attention_mask.bool()[:, None, None, :]
-        return cls(indices, cu_seqlens, int(lengths.max()), *attention_mask.shape, key_mask)
+        return cls(indices, cu_seqlens, *attention_mask.shape, key_mask)
 
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (tokens, ...)."""
