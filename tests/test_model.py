@@ -42,6 +42,7 @@ def test_minilm_matches_transformers(minilm_pair, minilm_batch):
         got = ours(**minilm_batch, unpad=unpad)
         assert max_diff(got.last_hidden_state[real], expected.last_hidden_state[real]) < TOLERANCE
         assert max_diff(got.pooler_output, expected.pooler_output) < TOLERANCE
+        assert max_diff(ours.pooled(**minilm_batch, unpad=unpad), expected.pooler_output) < TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,19 @@ def test_initialisation_follows_bert(small_config):
     assert model.encoder.layers[0].ff_in.bias.abs().max() == 0
     assert (model.embeddings.norm.weight == 1).all() and (model.embeddings.norm.bias == 0).all()
     assert model.embeddings.word.weight[small_config.pad_token_id].abs().max() == 0
+
+
+def test_pooled_only_forward_gives_the_pooled_vector_and_its_gradients(small_config):
+    torch.manual_seed(0)
+    model = BertModel(small_config).eval()  # dropout off so both forwards see the same function
+    batch = random_batch(small_config.vocab_size, LENGTHS)
+    last = model.encoder.layers[-1]
+    for unpad in (False, True):
+        results = []
+        for pooled_only in (False, True):
+            model.zero_grad()
+            pooled = model.pooled(**batch, unpad=unpad) if pooled_only else model(**batch, unpad=unpad).pooler_output
+            pooled.pow(2).sum().backward()
+            results.append((pooled, last.qkv.weight.grad.clone(), model.embeddings.word.weight.grad.clone()))
+        for full, only in zip(*results, strict=True):
+            assert max_diff(full, only) < 1e-5

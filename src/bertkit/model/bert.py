@@ -33,25 +33,41 @@ ACTIVATIONS = {
 }
 
 
-def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
-    """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
-    batch, seq, three_dim = qkv.shape
-    q, k, v = qkv.view(batch, seq, 3, n_heads, three_dim // (3 * n_heads)).permute(2, 0, 3, 1, 4)
-    if dropout_p > 0.0 and qkv.device.type == "cpu":
+def _attention(q: Tensor, kv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
+    """Queries (batch, queries, dim) over keys and values (batch, seq, 2*dim) -> (batch, queries, dim)."""
+    batch, n_queries, dim = q.shape
+    head_dim = dim // n_heads
+    q = q.view(batch, n_queries, n_heads, head_dim).transpose(1, 2)
+    k, v = kv.view(batch, kv.shape[1], 2, n_heads, head_dim).permute(2, 0, 3, 1, 4)
+    if dropout_p > 0.0 and q.device.type == "cpu":
         # What SDPA computes here anyway, spelled out so that the dropout mask is drawn the cheap way.
-        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        scores = (q @ k.transpose(-1, -2)) * head_dim**-0.5
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask, float("-inf"))
         context = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v
     else:
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
-    return context.transpose(1, 2).reshape(batch, seq, three_dim // 3)
+    return context.transpose(1, 2).reshape(batch, n_queries, dim)
+
+
+def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
+    """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
+    dim = qkv.shape[-1] // 3
+    return _attention(qkv[..., :dim], qkv[..., dim:], key_mask, n_heads, dropout_p)
 
 
 class Layout(Protocol):
     """How the tokens of a batch are laid out; knows how to run attention over them."""
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor: ...
+
+    def first_tokens(self, hidden: Tensor) -> Tensor:
+        """(batch, dim) hidden states of each sequence's first token ([CLS])."""
+        ...
+
+    def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        """Attention of the first tokens' queries (batch, dim) over every token's keys and values."""
+        ...
 
 
 @dataclass
@@ -68,6 +84,12 @@ class Padded:
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         return _padded_attention(qkv, self.key_mask, n_heads, dropout_p)
+
+    def first_tokens(self, hidden: Tensor) -> Tensor:
+        return hidden[:, 0]
+
+    def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        return _attention(q[:, None], kv, self.key_mask, n_heads, dropout_p)[:, 0]
 
 
 @dataclass
@@ -112,13 +134,15 @@ class Packing:
         """Position of each packed token within its own sequence."""
         return self.indices % self.seq_len
 
-    def first_tokens(self) -> Tensor:
-        """Packed index of each sequence's first token ([CLS])."""
-        return self.cu_seqlens[:-1].long()
+    def first_tokens(self, hidden: Tensor) -> Tensor:
+        return hidden.index_select(0, self.cu_seqlens[:-1].long())
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         # Attention is the one step that needs the sequences apart: lay them out on the grid for it.
         return self.pack(_padded_attention(self.unpack(qkv), self.key_mask, n_heads, dropout_p))
+
+    def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        return _attention(q[:, None], self.unpack(kv), self.key_mask, n_heads, dropout_p)[:, 0]
 
 
 class Embeddings(nn.Module):
@@ -153,9 +177,18 @@ class EncoderLayer(nn.Module):
         self.ff_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.p_drop_hidden)
 
-    def forward(self, hidden: Tensor, layout: Layout) -> Tensor:
+    def forward(self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False) -> Tensor:
+        """With `first_tokens_only`, every token still gives keys and values, but only the first token of each
+        sequence queries and goes on through the feed-forward: (batch, dim) out."""
         dropout_p = self.p_drop_attn if self.training else 0.0
-        context = layout.attention(self.qkv(hidden), self.n_heads, dropout_p)
+        if first_tokens_only:
+            dim = hidden.shape[-1]
+            kv = F.linear(hidden, self.qkv.weight[dim:], self.qkv.bias[dim:])
+            hidden = layout.first_tokens(hidden)
+            q = F.linear(hidden, self.qkv.weight[:dim], self.qkv.bias[:dim])
+            context = layout.first_token_attention(q, kv, self.n_heads, dropout_p)
+        else:
+            context = layout.attention(self.qkv(hidden), self.n_heads, dropout_p)
         hidden = self.attn_norm(hidden + self.dropout(self.attn_out(context)))
         return self.ff_norm(hidden + self.dropout(self.ff_out(self.activation(self.ff_in(hidden)))))
 
@@ -165,10 +198,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
 
-    def forward(self, hidden: Tensor, layout: Layout) -> Tensor:
-        for layer in self.layers:
+    def forward(self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False) -> Tensor:
+        """All hidden states, or with `first_tokens_only` the (batch, dim) [CLS] states: the last layer then
+        runs only for them, which is exact for anything that reads [CLS] alone."""
+        *lower, last = self.layers
+        for layer in lower:
             hidden = layer(hidden, layout)
-        return hidden
+        return last(hidden, layout, first_tokens_only)
 
 
 class Pooler(nn.Module):
@@ -237,21 +273,32 @@ class BertModel(Pretrained):
     ) -> BertOutput:
         """Padded (batch, seq) input. With `unpad`, only real tokens go through the encoder wherever padding
         is more than a tenth of the batch."""
+        hidden, layout = self.embed(input_ids, attention_mask, token_type_ids, unpad)
+        hidden = self.encoder(hidden, layout)
+        pooled = self.pooler(layout.first_tokens(hidden)) if self.pooler is not None else None
+        return BertOutput(hidden, pooled, layout if isinstance(layout, Packing) else None)
+
+    def pooled(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        unpad: bool = False,
+    ) -> Tensor:
+        """Only the pooled (batch, dim) vector, equal to `forward(...).pooler_output`. The last layer runs for
+        the [CLS] tokens alone, which saves most of that layer's work."""
+        hidden, layout = self.embed(input_ids, attention_mask, token_type_ids, unpad)
+        return self.pooler(self.encoder(hidden, layout, first_tokens_only=True))
+
+    def embed(
+        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None, unpad: bool
+    ) -> tuple[Tensor, Layout]:
+        """Embedded tokens, packed or on the padded grid, and the layout the encoder needs for them."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if unpad and attention_mask is not None and attention_mask.sum() < PACK_BELOW_DENSITY * attention_mask.numel():
             packing = Packing.from_mask(attention_mask)
-            hidden = self.forward_packed(packing.pack(input_ids), packing.pack(token_type_ids), packing)
-            pooled = self.pooler(hidden[packing.first_tokens()]) if self.pooler is not None else None
-            return BertOutput(hidden, pooled, packing)
+            ids, types = packing.pack(input_ids), packing.pack(token_type_ids)
+            return self.embeddings(ids, types, packing.position_ids()), packing
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        hidden = self.encoder(
-            self.embeddings(input_ids, token_type_ids, position_ids), Padded.from_mask(attention_mask)
-        )
-        pooled = self.pooler(hidden[:, 0]) if self.pooler is not None else None
-        return BertOutput(hidden, pooled)
-
-    def forward_packed(self, input_ids: Tensor, token_type_ids: Tensor, packing: Packing) -> Tensor:
-        """Packed (tokens,) input -> (tokens, dim) hidden states."""
-        hidden = self.embeddings(input_ids, token_type_ids, packing.position_ids())
-        return self.encoder(hidden, packing)
+        return self.embeddings(input_ids, token_type_ids, position_ids), Padded.from_mask(attention_mask)

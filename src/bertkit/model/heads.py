@@ -52,8 +52,10 @@ class _LinearClassifier(_TaskModel):
         token_type_ids: Tensor | None = None,
         unpad: bool = False,
     ) -> Tensor:
-        output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
-        features = output.last_hidden_state if self.per_token else output.pooler_output
+        if self.per_token:
+            features = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
+        else:
+            features = self.bert.pooled(input_ids, attention_mask, token_type_ids, unpad=unpad)
         return self.classifier(self.dropout(features))
 
 
