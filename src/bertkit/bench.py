@@ -316,7 +316,7 @@ def finetune_steps_side_by_side(
     """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's default path (packed
     where padding is over a tenth of a batch) and its padded path, transformers'
     BertForSequenceClassification in fp32 and under bf16 autocast. Once with length-grouped batches
-    (bertkit's default), once with random ones (the Trainer's default). Only the model and optimizer step
+    (`train.group_by_length`), once with random ones (the default of both). Only the model and optimizer step
     are timed: the Trainer's own overhead comes on top of transformers' figures."""
     import copy
 

@@ -220,7 +220,9 @@ class TrainConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs with AMX; fp32 elsewhere
-    group_by_length: bool = True
+    # Off: unpadding with attention in groups of similar length makes random batches nearly as fast, and
+    # length-grouped batches cost 0.75 point on NSMC (BENCHMARKS.md).
+    group_by_length: bool = False
     unpad: bool = True  # real tokens only where padding is over 10%; false: the plain padded path
     keep_checkpoints: int = 2
     patience: int | None = None  # evaluations without dev improvement before stopping; None: never
