@@ -132,14 +132,14 @@ def test_multi_label_and_regression(tmp_path):
     rows = ["text\ttags\tscore\n"]
     for line in (tmp_path / "train.tsv").read_text().splitlines()[1:]:
         text, label = line.split("\t")
-        tags = [label] + (["long"] if len(text.split()) > 8 else [])
+        tags = [label] + (["plot"] if "plot" in text.split() else [])
         rows.append(f"{text}\t{','.join(tags)}\t{1.0 if label == 'pos' else -1.0}\n")
     (tmp_path / "ml.tsv").write_text("".join(rows))
     setup["data"] = {"train": str(tmp_path / "ml.tsv"), "dev": str(tmp_path / "ml.tsv"), "label": "tags"}
     setup["train"]["n_epochs"] = 6
     results = train(RunConfig.from_dict({**setup, "problem_type": "multi_label"}))
     assert results["dev_micro_f1"] > 0.8
-    assert sorted(bertkit.load(Path(setup["output_dir"]) / "model").task.labels) == ["long", "neg", "pos"]
+    assert sorted(bertkit.load(Path(setup["output_dir"]) / "model").task.labels) == ["neg", "plot", "pos"]
     setup["data"]["label"] = "score"
     results = train(
         RunConfig.from_dict({**setup, "problem_type": "regression", "output_dir": str(tmp_path / "regression")})
