@@ -110,7 +110,7 @@ class AttentionGroup:
     key_mask: Tensor
 
     def lay_out(self, packed: Tensor) -> Tensor:
-        """(tokens, ...) packed for the whole batch -> (n, length, ...) for this group, zeros at padding."""
+        """(tokens, features) packed for the whole batch -> (n, length, features) for this group, zeros at padding."""
         n = self.key_mask.shape[0]
         grid = packed.new_zeros(n * self.length, *packed.shape[1:])
         return grid.index_copy(0, self.slots, packed.index_select(0, self.rows)).view(n, self.length, -1)
