@@ -85,16 +85,27 @@ def test_random_pretraining_model_matches_transformers(random_pretraining_dir):
         assert max_diff(nsp, expected.seq_relationship_logits) < TOLERANCE
 
 
-@torch.no_grad()
-def test_mlm_logits_at_masked_positions_only(random_pretraining_dir):
+def test_pretraining_at_masked_positions_only_gives_the_same_logits_and_gradients(random_pretraining_dir):
+    """With masked positions, the vocabulary projection and most of the last layer run only there and at
+    [CLS]; the logits read and every gradient stay those of the full forward."""
     path, _ = random_pretraining_dir
-    model = BertForPreTraining.from_pretrained(path).eval()
-    batch = random_batch(1000, LENGTHS)
-    full, _ = model(**batch)
-    positions = torch.tensor([0, 5, 64 + 3, 3 * 64 + 1])
+    model = BertForPreTraining.from_pretrained(path).eval()  # dropout off so both forwards see the same function
+    batch = random_batch(1000, MANY_LENGTHS)
+    positions = torch.tensor([1, 5, 64 + 3, 3 * 64 + 1, 10 * 64 + 59, 18 * 64 + 54])
+    last = model.bert.encoder.layers[-1]
     for unpad in (False, True):
-        selected, _ = model(**batch, masked_positions=positions, unpad=unpad)
-        assert max_diff(selected, full.flatten(0, 1)[positions]) < TOLERANCE
+        results = []
+        for masked_only in (False, True):
+            model.zero_grad()
+            if masked_only:
+                mlm, nsp = model(**batch, masked_positions=positions, unpad=unpad)
+            else:
+                mlm, nsp = model(**batch, unpad=unpad)
+                mlm = mlm.flatten(0, 1)[positions]
+            (mlm.pow(2).mean() + nsp.pow(2).sum()).backward()
+            results.append((mlm, nsp, last.ff_in.weight.grad.clone(), model.bert.embeddings.word.weight.grad.clone()))
+        for full, masked in zip(*results, strict=True):
+            assert max_diff(full, masked) < TOLERANCE
 
 
 def test_padded_and_packed_paths_agree_in_training_mode_gradients(small_config):

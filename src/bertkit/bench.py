@@ -143,6 +143,8 @@ def finetune_side_by_side(
     from bertkit.run import default_model_dir, train
 
     model_dir = model_dir or default_model_dir()
+    if best_effort:  # the Trainer then groups by length: so does bertkit, for the same batch composition
+        settings = {"group_by_length": True, **(settings or {})}
     files = {split: data_dir / f"{split}.tsv" for split in ("train", "dev", "test")}
     rows: dict[str, list[dict]] = {"bertkit": [], "transformers": []}
     for seed in seeds:

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument(
         "--best-effort",
         action="store_true",
-        help="transformers with bf16 autocast and group_by_length instead of its defaults",
+        help="transformers with bf16 autocast and group_by_length instead of its defaults (bertkit then groups too)",
     )
     finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
     finetune.add_argument(

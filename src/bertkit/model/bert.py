@@ -73,6 +73,10 @@ class Layout(Protocol):
         """Attention of the first tokens' queries (batch, dim) over every token's keys and values."""
         ...
 
+    def rows(self, grid_positions: Tensor) -> Tensor:
+        """Where the tokens at flat (batch * seq) grid positions sit among this layout's flattened tokens."""
+        ...
+
 
 @dataclass
 class Padded:
@@ -94,6 +98,9 @@ class Padded:
 
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         return _attention(q[:, None], kv, self.key_mask, n_heads, dropout_p)[:, 0]
+
+    def rows(self, grid_positions: Tensor) -> Tensor:
+        return grid_positions
 
 
 @dataclass
@@ -171,7 +178,7 @@ class Packing:
         grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:]).index_copy(0, self.indices, packed)
         return grid.view(self.batch, self.seq_len, *packed.shape[1:])
 
-    def packed_positions(self, grid_positions: Tensor) -> Tensor:
+    def rows(self, grid_positions: Tensor) -> Tensor:
         """Packed index of real tokens given by their flat grid positions (`indices` is sorted)."""
         return torch.searchsorted(self.indices, grid_positions)
 
@@ -232,9 +239,12 @@ class EncoderLayer(nn.Module):
         self.ff_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.p_drop_hidden)
 
-    def forward(self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False) -> Tensor:
+    def forward(
+        self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False, rows: Tensor | None = None
+    ) -> Tensor:
         """With `first_tokens_only`, every token still gives keys and values, but only the first token of each
-        sequence queries and goes on through the feed-forward: (batch, dim) out."""
+        sequence queries and goes on through the feed-forward: (batch, dim) out. With `rows` (the layout's
+        flat token indices), every token attends, but only those rows go on past attention: (rows, dim) out."""
         dropout_p = self.p_drop_attn if self.training else 0.0
         if first_tokens_only:
             dim = hidden.shape[-1]
@@ -244,6 +254,8 @@ class EncoderLayer(nn.Module):
             context = layout.first_token_attention(q, kv, self.n_heads, dropout_p)
         else:
             context = layout.attention(self.qkv(hidden), self.n_heads, dropout_p)
+            if rows is not None:
+                hidden, context = (t.flatten(0, -2).index_select(0, rows) for t in (hidden, context))
         hidden = self.attn_norm(hidden + self.dropout(self.attn_out(context)))
         return self.ff_norm(hidden + self.dropout(self.ff_out(self.activation(self.ff_in(hidden)))))
 
@@ -253,13 +265,15 @@ class Encoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.n_layers))
 
-    def forward(self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False) -> Tensor:
-        """All hidden states, or with `first_tokens_only` the (batch, dim) [CLS] states: the last layer then
-        runs only for them, which is exact for anything that reads [CLS] alone."""
+    def forward(
+        self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False, rows: Tensor | None = None
+    ) -> Tensor:
+        """All hidden states, or only the (batch, dim) [CLS] states (`first_tokens_only`), or only those of
+        `rows`: the last layer then runs (mostly) for them alone, which is exact for a head that reads no more."""
         *lower, last = self.layers
         for layer in lower:
             hidden = layer(hidden, layout)
-        return last(hidden, layout, first_tokens_only)
+        return last(hidden, layout, first_tokens_only, rows)
 
 
 class Pooler(nn.Module):
@@ -286,12 +300,6 @@ class BertOutput:
     def last_hidden_state(self) -> Tensor:
         """(batch, seq, dim); zeros at padding after an unpadded forward."""
         return self.hidden if self.packing is None else self.packing.unpack(self.hidden)
-
-    def at(self, grid_positions: Tensor) -> Tensor:
-        """(positions, dim) hidden states of real tokens at flat (batch * seq) grid positions."""
-        if self.packing is None:
-            return self.hidden.flatten(0, 1)[grid_positions]
-        return self.hidden.index_select(0, self.packing.packed_positions(grid_positions))
 
 
 def init_bert_weights(module: nn.Module, std: float) -> None:
@@ -344,6 +352,19 @@ class BertModel(Pretrained):
         the [CLS] tokens alone, which saves most of that layer's work."""
         hidden, layout = self.embed(input_ids, attention_mask, token_type_ids, unpad)
         return self.pooler(self.encoder(hidden, layout, first_tokens_only=True))
+
+    def hidden_at(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        token_type_ids: Tensor | None,
+        grid_positions: Tensor,
+        unpad: bool = False,
+    ) -> Tensor:
+        """(positions, dim) hidden states of the real tokens at flat (batch * seq) grid positions, equal to
+        those of `forward`. Past its attention, the last layer runs for these tokens alone."""
+        hidden, layout = self.embed(input_ids, attention_mask, token_type_ids, unpad)
+        return self.encoder(hidden, layout, rows=layout.rows(grid_positions))
 
     def embed(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None, unpad: bool

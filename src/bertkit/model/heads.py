@@ -129,7 +129,8 @@ class BertForPreTraining(_TaskModel):
     """Masked-LM logits and next-sentence logits.
 
     With `masked_positions` (flat indices into the batch*seq grid) the vocabulary projection, the costliest
-    matmul of pretraining, runs only where a prediction is scored.
+    matmul of pretraining, runs only where a prediction is scored, and so do the last encoder layer's
+    feed-forward and attention output (for those tokens and [CLS], which the NSP head reads).
     """
 
     hf_architecture = "BertForPreTraining"
@@ -147,7 +148,15 @@ class BertForPreTraining(_TaskModel):
         masked_positions: Tensor | None = None,
         unpad: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
-        hidden = output.last_hidden_state if masked_positions is None else output.at(masked_positions)
+        if masked_positions is None:
+            output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
+            hidden, pooled = output.last_hidden_state, output.pooler_output
+        else:
+            batch, width = input_ids.shape
+            first_tokens = torch.arange(batch, device=input_ids.device) * width
+            positions = torch.cat([first_tokens, masked_positions])
+            selected = self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions, unpad=unpad)
+            first_hidden, hidden = selected.split([batch, masked_positions.numel()])
+            pooled = self.bert.pooler(first_hidden)
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word.weight)
-        return mlm_logits, self.cls.seq_relationship(output.pooler_output)
+        return mlm_logits, self.cls.seq_relationship(pooled)
