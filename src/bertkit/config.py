@@ -220,8 +220,9 @@ class TrainConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs with AMX; fp32 elsewhere
-    # Off: unpadding with attention in groups of similar length makes random batches nearly as fast, and
-    # length-grouped batches cost 0.75 point on NSMC (BENCHMARKS.md).
+    # Off: random batches, as on the plain path and in the Trainer's defaults. Unpadding with attention in
+    # groups of similar length brings them close to length-grouped batches' speed: 5% slower on NSMC, 10% on
+    # RT end to end (BENCHMARKS.md).
     group_by_length: bool = False
     unpad: bool = True  # real tokens only where padding is over 10%; false: the plain padded path
     keep_checkpoints: int = 2
