@@ -1,6 +1,15 @@
 """The side-by-side benchmarks run end to end (their figures are measured by hand, see BENCHMARKS.md)."""
 
-from bertkit.bench import finetune_steps_side_by_side, inference_side_by_side
+import json
+
+import torch
+from tiny import make_setup
+from torch.utils.flop_counter import FlopCounterMode
+
+from bertkit.bench import inference_side_by_side, training_flops
+from bertkit.cli import main
+from bertkit.config import ModelConfig
+from bertkit.model.bert import BertModel
 
 
 def test_inference_bench_runs_the_same_weights_in_every_library(minilm_dir):
@@ -11,10 +20,22 @@ def test_inference_bench_runs_the_same_weights_in_every_library(minilm_dir):
         assert result[name]["sentences_per_s"] > 0
 
 
-def test_step_bench_times_every_path(tmp_path, minilm_dir):
-    data = tmp_path / "train.tsv"
-    data.write_text("sentence\tlabel\n" + "".join(f"{'good ' * (i % 7 + 1)}film\t{i % 2}\n" for i in range(24)))
-    result = finetune_steps_side_by_side(data, "sentence", "label", minilm_dir, batch_size=4, steps=2, warmup_steps=1)
+def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys):
+    setup = make_setup(tmp_path, n_train=40)
+    command = ["bench", "steps", setup["data"]["train"], "--text", "text", "--batch-size", "4", "--steps", "2"]
+    assert main([*command, "--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     for order in ("length_grouped", "random"):
         for name in ("bertkit", "bertkit_padded", "transformers", "transformers_bf16"):
             assert result[order][name] > 0
+            assert result[order]["model_tflops"][name] > 0
+
+
+def test_training_flops_count_every_matmul_of_a_step_on_unpadded_sequences():
+    config = ModelConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4, dim_ff=64, max_len=16)
+    model = BertModel(config)  # training mode: on a CPU, attention with dropout runs as plain matmuls
+    ids = torch.randint(5, 50, (3, 9))
+    mask = torch.ones_like(ids)
+    with FlopCounterMode(display=False) as counter:
+        model(ids, mask).pooler_output.sum().backward()
+    assert training_flops(config, mask) == counter.get_total_flops()

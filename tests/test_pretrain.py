@@ -196,3 +196,22 @@ def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):
     (tmp_path / "p.json").write_text(json.dumps(config))
     assert main(["pretrain", str(tmp_path / "p.json")]) == 2
     assert "corpus.files" in capsys.readouterr().err
+
+
+def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, capsys):
+    write_documents(tmp_path / "corpus.txt", 200)
+    tokenizer.save_pretrained(tmp_path / "vocab")
+    config = {
+        "model": str(tiny_model_json(tmp_path / "model.json", 999)),
+        "tokenizer": str(tmp_path / "vocab"),
+        "max_len": 64,
+        "corpus": {"files": [str(tmp_path / "corpus.txt")], "prepared": str(tmp_path / "prepared"), "nsp": True},
+        "train": {"batch_size": 8},
+    }
+    (tmp_path / "pretrain.json").write_text(json.dumps(config))
+    command = ["bench", "pretrain", str(tmp_path / "pretrain.json"), "--steps", "2", "--device", "cpu"]
+    assert main([*command, "--peak-tflops", "0.5"]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert result["ratio"] > 0 and result["steps"] == 2
+    for name in ("bertkit", "transformers"):
+        assert result["mfu"][name] == pytest.approx(result["model_tflops"][name] / 0.5)

@@ -15,14 +15,51 @@ from pathlib import Path
 
 import torch
 
+from bertkit.config import ModelConfig
 from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.data.readers import read_table
+from bertkit.device import pick_device
+from bertkit.tasks.base import to_device
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.trainer import parameter_groups, sparse_embedding_gradients
+from bertkit.train.trainer import Precision, parameter_groups, sparse_embedding_gradients
+
+CPU = torch.device("cpu")
+# Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
+GPU_BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
 
 
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+def machine(device: torch.device | None = None) -> str:
+    host = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{torch.cuda.get_device_name(device)}, {host}" if device is not None and device.type == "cuda" else host
+
+
+def gpu_peak_tflops(device: torch.device) -> float | None:
+    """The bf16 peak of a known GPU, None elsewhere (pass `--peak-tflops` then)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for model, peak in GPU_BF16_PEAK_TFLOPS if model in name), None)
+
+
+def training_flops(config: ModelConfig, attention_mask: torch.Tensor, masked: int = 0) -> float:
+    """Model FLOPs of one training step on a batch (backward twice the forward), real tokens only: every
+    layer's projections and feed-forward for each token, attention over the token's own sequence, the pooler
+    on each [CLS] and, for pretraining, the MLM transform and vocabulary projection at the `masked` positions.
+    The heads' small output layers are left out. Work an implementation skips (padding, rows no head reads)
+    still counts, as in the usual definition of model FLOPs utilisation."""
+    dim, layers = config.dim, config.n_layers
+    lengths = attention_mask.sum(dim=1).double()
+    per_token = layers * 2 * (4 * dim * dim + 2 * dim * config.dim_ff)
+    attention = layers * 4 * dim * (lengths**2).sum()  # scores and weighted values, 2*n*n*dim each
+    heads = 2 * dim * dim * len(lengths) + masked * 2 * (dim * dim + dim * config.vocab_size)
+    return 3 * float(per_token * lengths.sum() + attention + heads)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def best_of(repeats: int, run: Callable[[], object]) -> float:
@@ -213,42 +250,55 @@ def interleaved_steps(
     loss_fns: dict[str, Callable[[torch.nn.Module, dict], torch.Tensor]],
     batches: list[dict],
     warmup_steps: int,
-    autocast: dict[str, torch.dtype] | None = None,
+    autocast: dict[str, torch.dtype | None] | None = None,
     bertkit_steps: Collection[str] = (),
+    device: torch.device = CPU,
+    flops_of: Callable[[dict], float] | None = None,
 ) -> dict:
     """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
     turn (the order rotating from batch to batch), so that all see the same machine load.
-    `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under CPU
+    `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under
     autocast to that dtype; models named in `bertkit_steps` clear their gradients as bertkit's trainer does
-    (`sparse_embedding_gradients`), the others as transformers' Trainer does. The first
-    `warmup_steps` batches are not timed."""
+    on that device (`sparse_embedding_gradients` on a CPU), the others as transformers' Trainer does. The
+    models must already be on `device`. The first `warmup_steps` batches are not timed. With `flops_of`
+    (a batch's model FLOPs), `model_tflops` gives each model's model TFLOP/s."""
     optimizers = {
         name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
     }
     seconds, tokens = dict.fromkeys(models, 0.0), 0
     with contextlib.ExitStack() as stack:
         zero_grads = {
-            name: stack.enter_context(sparse_embedding_gradients(model, enabled=name in bertkit_steps))
+            name: stack.enter_context(
+                sparse_embedding_gradients(model, enabled=name in bertkit_steps and device.type == "cpu")
+            )
             for name, model in models.items()
         }
         names = list(models)
+        flops = 0.0
         for index, batch in enumerate(batches):
+            batch = to_device(batch, device)
             # Rotate who goes first: a model run just after another (bf16 above all) starts on colder caches.
             for name in names[index % len(names) :] + names[: index % len(names)]:
                 model = models[name]
                 model.train()
+                _synchronize(device)
                 started = time.perf_counter()
                 dtype = (autocast or {}).get(name)
-                with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     loss = loss_fns[name](model, batch)
                 loss.backward()
                 optimizers[name].step()
                 zero_grads[name]()
+                _synchronize(device)
                 if index >= warmup_steps:
                     seconds[name] += time.perf_counter() - started
             if index >= warmup_steps:
                 tokens += int(batch["attention_mask"].sum())
-    return {name: tokens / s for name, s in seconds.items()} | {"tokens": tokens}
+                flops += flops_of(batch) if flops_of else 0.0
+    result = {name: tokens / s for name, s in seconds.items()} | {"tokens": tokens}
+    if flops_of:
+        result["model_tflops"] = {name: flops / s / 1e12 for name, s in seconds.items()}
+    return result
 
 
 def _transformers_copy(ours: torch.nn.Module, cls) -> torch.nn.Module:
@@ -260,15 +310,25 @@ def _transformers_copy(ours: torch.nn.Module, cls) -> torch.nn.Module:
         return cls.from_pretrained(tmp)
 
 
-def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int = 3, overrides: list[str] = ()) -> dict:
+def pretrain_side_by_side(
+    config_path: Path,
+    steps: int = 20,
+    warmup_steps: int = 3,
+    overrides: list[str] = (),
+    device: str | None = None,
+    peak_tflops: float | None = None,
+) -> dict:
     """Training tokens/s of bertkit's BertForPreTraining (MLM head at masked positions only) against
-    transformers' BertForPreTraining, on the same batches and the same starting weights."""
+    transformers' BertForPreTraining, on the same batches and the same starting weights, both under the
+    precision bertkit picks for the device (bf16 autocast on CUDA and on CPUs with AMX, else fp32). With a
+    known GPU or `peak_tflops`, `mfu` gives each side's model FLOPs utilisation (`training_flops`)."""
     from transformers import BertForPreTraining
 
     from bertkit.config import RunConfig
     from bertkit.run import model_and_tokenizer_sources, pretraining_data
     from bertkit.tasks.pretrain import PretrainTask
 
+    target = pick_device(device)
     config = RunConfig.from_json(config_path, list(overrides))
     model_source, tokenizer_dir = model_and_tokenizer_sources(config)
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
@@ -276,6 +336,7 @@ def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int 
     task = PretrainTask(tokenizer, model_source, config.max_len, config.corpus.nsp)
     torch.manual_seed(config.train.seed)
     ours = task.build_model()
+    theirs = _transformers_copy(ours, BertForPreTraining)
     batch_order = epoch_batches(lengths_of(examples), config.train.batch_size, config.train.seed, 0, True)
     batches = [task.collate([examples[i] for i in b]) for b in batch_order[: warmup_steps + steps]]
 
@@ -290,17 +351,25 @@ def pretrain_side_by_side(config_path: Path, steps: int = 20, warmup_steps: int 
             next_sentence_label=batch["targets"],
         ).loss
 
+    dtype = Precision.resolve("auto", target).dtype
     result = interleaved_steps(
-        {"bertkit": ours, "transformers": _transformers_copy(ours, BertForPreTraining)},
+        {"bertkit": ours.to(target), "transformers": theirs.to(target)},
         {
             "bertkit": lambda model, batch: task.loss(task.forward(model, batch, config.train.unpad), batch["targets"]),
             "transformers": their_loss,
         },
         batches,
         warmup_steps,
+        autocast={"bertkit": dtype, "transformers": dtype},
         bertkit_steps=["bertkit"],
+        device=target,
+        flops_of=lambda batch: training_flops(ours.config, batch["attention_mask"], len(batch["masked_positions"])),
     )
     result["ratio"] = result["bertkit"] / result["transformers"]
+    peak = peak_tflops or gpu_peak_tflops(target)
+    if peak:
+        result["mfu"] = {name: tflops / peak for name, tflops in result["model_tflops"].items()}
+    result["precision"] = str(dtype or torch.float32)
     result["steps"], result["batch_size"], result["max_len"] = steps, config.train.batch_size, config.max_len
     return result
 
@@ -314,12 +383,16 @@ def finetune_steps_side_by_side(
     max_len: int = 128,
     steps: int = 20,
     warmup_steps: int = 3,
+    device: str | None = None,
+    tokenizer_dir: Path | None = None,
 ) -> dict:
     """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's default path (packed
-    where padding is over a tenth of a batch) and its padded path, transformers'
-    BertForSequenceClassification in fp32 and under bf16 autocast. Once with length-grouped batches
-    (`train.group_by_length`), once with random ones (the default of both). Only the model and optimizer step
-    are timed: the Trainer's own overhead comes on top of transformers' figures."""
+    where padding is over a tenth of a batch, in the precision it picks for the device) and its plain path
+    (padded, fp32), transformers' BertForSequenceClassification (SDPA) in fp32 and under bf16 autocast. Once
+    with length-grouped batches (`train.group_by_length`), once with random ones (the default of both). Only
+    the model and optimizer step are timed: the Trainer's own overhead comes on top of transformers' figures.
+    `model_dir` may also be a classic model JSON (random weights of that shape; `tokenizer_dir` then names the
+    vocabulary): speed does not depend on the weights."""
     import copy
 
     from transformers import BertForSequenceClassification as TheirClassifier
@@ -327,8 +400,10 @@ def finetune_steps_side_by_side(
     from bertkit.run import default_model_dir
     from bertkit.tasks.classify import ClassificationTask
 
+    target = pick_device(device)
     model_dir = model_dir or default_model_dir()
-    task = ClassificationTask(Tokenizer.from_pretrained(model_dir), model_dir, max_len, text, label)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir or model_dir)
+    task = ClassificationTask(tokenizer, model_dir, max_len, text, label)
     rows = read_table(train_file, [text, label])
     task.prepare(rows)
     examples, _ = task.encode(rows)
@@ -341,6 +416,7 @@ def finetune_steps_side_by_side(
         "transformers": theirs,
         "transformers_bf16": copy.deepcopy(theirs),
     }
+    models = {name: model.to(target) for name, model in models.items()}
 
     def our_loss(unpad: bool):
         return lambda model, batch: task.loss(task.forward(model, batch, unpad), batch["targets"])
@@ -364,8 +440,10 @@ def finetune_steps_side_by_side(
             loss_fns,
             batches,
             warmup_steps,
-            {"transformers_bf16": torch.bfloat16},
+            {"bertkit": Precision.resolve("auto", target).dtype, "transformers_bf16": torch.bfloat16},
             bertkit_steps=["bertkit", "bertkit_padded"],
+            device=target,
+            flops_of=lambda batch: training_flops(ours.config, batch["attention_mask"]),
         )
         rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
         rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]

@@ -153,17 +153,29 @@ def cmd_bench_finetune(args: argparse.Namespace) -> None:
 
 def cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from bertkit.bench import machine, pretrain_side_by_side
+    from bertkit.device import pick_device
 
-    print(f"machine: {machine()}")
-    print(json.dumps(pretrain_side_by_side(args.config, args.steps, overrides=args.set), indent=1))
+    print(f"machine: {machine(pick_device(args.device))}")
+    result = pretrain_side_by_side(
+        args.config, args.steps, overrides=args.set, device=args.device, peak_tflops=args.peak_tflops
+    )
+    print(json.dumps(result, indent=1))
 
 
 def cmd_bench_steps(args: argparse.Namespace) -> None:
     from bertkit.bench import finetune_steps_side_by_side, machine
+    from bertkit.device import pick_device
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(pick_device(args.device))}")
     result = finetune_steps_side_by_side(
-        args.data, args.text, args.label, args.model, batch_size=args.batch_size, steps=args.steps
+        args.data,
+        args.text,
+        args.label,
+        args.model,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        tokenizer_dir=args.tokenizer,
     )
     print(json.dumps(result, indent=1))
 
@@ -283,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
     pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
     pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    pretraining.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    pretraining.add_argument(
+        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
+    )
     pretraining.set_defaults(run=cmd_bench_pretrain)
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
@@ -290,9 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
     steps.add_argument("--text", default="sentence")
     steps.add_argument("--label", default="label")
-    steps.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
+    steps.add_argument(
+        "--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON (random weights)"
+    )
+    steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
     steps.add_argument("--batch-size", type=int, default=32)
     steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
+    steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
     steps.set_defaults(run=cmd_bench_steps)
     inference = benches.add_parser(
         "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"

