@@ -6,7 +6,7 @@ import torch
 from tiny import make_setup
 from torch.utils.flop_counter import FlopCounterMode
 
-from bertkit.bench import inference_side_by_side, training_flops
+from bertkit.bench import finetune_steps_side_by_side, inference_side_by_side, training_flops
 from bertkit.cli import main
 from bertkit.config import ModelConfig
 from bertkit.model.bert import BertModel
@@ -18,6 +18,16 @@ def test_inference_bench_runs_the_same_weights_in_every_library(minilm_dir):
     assert result["max_probability_difference"] < 1e-5
     for name in ("bertkit", "transformers", "onnxruntime", "onnxruntime_sorted"):
         assert result[name]["sentences_per_s"] > 0
+
+
+def test_step_bench_times_every_path(tmp_path, minilm_dir):
+    data = tmp_path / "train.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{'good ' * (i % 7 + 1)}film\t{i % 2}\n" for i in range(24)))
+    result = finetune_steps_side_by_side(data, "sentence", "label", minilm_dir, batch_size=4, steps=2, warmup_steps=1)
+    for order in ("length_grouped", "random"):
+        for name in ("bertkit", "bertkit_padded", "transformers", "transformers_bf16"):
+            assert result[order][name] > 0
+            assert result[order]["model_tflops"][name] > 0
 
 
 def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys):
