@@ -2,6 +2,9 @@
 sparse embedding gradients added into persistent buffers."""
 
 import copy
+import dataclasses
+import importlib.util
+from pathlib import Path
 
 import torch
 from conftest import random_batch
@@ -56,3 +59,37 @@ def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
     assert not sparse.embeddings.word.sparse and sparse.embeddings.word.weight.grad is None
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def _load_dropout_streams():
+    """scripts/dropout_streams.py, the diagnostic that gives the packed path the padded path's masks."""
+    path = Path(__file__).parents[1] / "scripts" / "dropout_streams.py"
+    spec = importlib.util.spec_from_file_location("dropout_streams", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_with_the_padded_paths_masks_the_packed_path_trains_the_same_model(small_config):
+    """Under dropout the two paths differ only in which masks they draw: given the same masks, their outputs
+    and gradients agree, for the [CLS]-only pooled path and the full forward, over three attention groups."""
+    config = dataclasses.replace(small_config, p_drop_attn=0.1, p_drop_hidden=0.1)
+    batch = random_batch(config.vocab_size, [64, 17, 40, 3, 29, 8, 51, 12, 33, 5, 60, 21, 2, 44, 9, 27, 38, 14, 55])
+    real = batch["attention_mask"].bool()
+    torch.manual_seed(0)
+    model = BertModel(config).train()
+
+    def run(unpad: bool, pooled: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        torch.manual_seed(7)
+        out = model.pooled(**batch, unpad=unpad) if pooled else model(**batch, unpad=unpad).last_hidden_state[real]
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    with _load_dropout_streams().common_masks():
+        for pooled in (True, False):
+            (padded, padded_grads), (packed, packed_grads) = run(False, pooled), run(True, pooled)
+            assert (padded - packed).abs().max().item() < 1e-5
+            assert all((a - b).abs().max().item() < 1e-4 for a, b in zip(padded_grads, packed_grads, strict=True))
+    # and the patches are gone again: the packed path draws its own masks
+    assert (run(False, True)[0] - run(True, True)[0]).abs().max().item() > 1e-2
