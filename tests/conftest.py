@@ -9,6 +9,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 from bertkit import ModelConfig  # noqa: E402
 
+MANY_LENGTHS = [64, 17, 40, 3, 29, 8, 51, 12, 33, 5, 60, 21, 2, 44, 9, 27, 38, 14, 55]  # three attention groups
 SMALL = {"vocab_size": 1000, "dim": 128, "n_layers": 2, "n_heads": 2, "dim_ff": 512, "max_len": 64}
 
 

@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from conftest import random_batch
+from conftest import MANY_LENGTHS, random_batch
 
 from bertkit import BertModel
 from bertkit.model.dropout import dropout
@@ -74,7 +74,7 @@ def test_with_the_padded_paths_masks_the_packed_path_trains_the_same_model(small
     """Under dropout the two paths differ only in which masks they draw: given the same masks, their outputs
     and gradients agree, for the [CLS]-only pooled path and the full forward, over three attention groups."""
     config = dataclasses.replace(small_config, p_drop_attn=0.1, p_drop_hidden=0.1)
-    batch = random_batch(config.vocab_size, [64, 17, 40, 3, 29, 8, 51, 12, 33, 5, 60, 21, 2, 44, 9, 27, 38, 14, 55])
+    batch = random_batch(config.vocab_size, MANY_LENGTHS)
     real = batch["attention_mask"].bool()
     torch.manual_seed(0)
     model = BertModel(config).train()

@@ -1,13 +1,12 @@
 import pytest
 import torch
 import transformers
-from conftest import padded_batch, random_batch
+from conftest import MANY_LENGTHS, padded_batch, random_batch
 
 from bertkit import BertForPreTraining, BertModel, Tokenizer
 
 TOLERANCE = 1e-5
 LENGTHS = [64, 17, 40, 3, 29]
-MANY_LENGTHS = [64, 17, 40, 3, 29, 8, 51, 12, 33, 5, 60, 21, 2, 44, 9, 27, 38, 14, 55]  # three attention groups
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
