@@ -34,7 +34,7 @@ def compare(first: str, second: str, data: str) -> str:
     return f"examples {len(rows)}; labels agree {agree}; max probability gap {gap:.2e}; accuracy {accuracy}"
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", help="a model directory saved by `bertkit train`")
     parser.add_argument("second", help="another one, of the same task")
@@ -43,10 +43,8 @@ def main() -> int:
     try:
         print(compare(args.first, args.second, args.data))
     except UserError as err:
-        print(f"compare_models: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        sys.exit(f"compare_models: error: {err}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
