@@ -78,10 +78,11 @@ def main() -> None:
     for a, b in PAIRS:
         z_sd, ratio = agreement(moments[a], moments[b], args.draws)
         print(f"  {a} against {b}: {z_sd:.3f}, {ratio:.3f}")
-    sizes = {name: p.numel() for name, p in model.named_parameters()}
-    offsets = dict(zip(sizes, torch.tensor([0, *sizes.values()]).cumsum(0).tolist(), strict=False))
+    parts, start = {}, 0  # where each parameter lies in the flattened gradient
+    for name, parameter in model.named_parameters():
+        parts[name], start = slice(start, start + parameter.numel()), start + parameter.numel()
     for name in SINGLED_OUT:
-        part = slice(offsets[name], offsets[name] + sizes[name])
+        part = parts[name]
         spreads = [
             agreement(tuple(m[part] for m in moments[a]), tuple(m[part] for m in moments[b]), args.draws)[0]
             for a, b in PAIRS
