@@ -12,15 +12,17 @@ import sys
 
 from bertkit.errors import UserError
 from bertkit.run import load, read_for
+from bertkit.tasks.classify import SINGLE
 
 
 def compare(first: str, second: str, data: str) -> str:
     predictors = [load(first), load(second)]
+    for directory, predictor in zip((first, second), predictors, strict=True):
+        if getattr(predictor.task, "problem_type", None) != SINGLE:
+            raise UserError(f"{directory}: not a single-label classifier")
     rows = read_for(predictors[0], data, with_targets=True)
     label_column = predictors[0].task.columns[-1]
     predictions = [predictor.predict_rows(rows) for predictor in predictors]
-    if "label" not in predictions[0][0]:
-        raise UserError(f"{first}: not a single-label classifier")
     agree = sum(a["label"] == b["label"] for a, b in zip(*predictions, strict=True))
     gap = max(
         abs(a["probabilities"][name] - b["probabilities"][name])
