@@ -90,6 +90,10 @@ def test_with_the_padded_paths_masks_the_packed_path_trains_the_same_model(small
         for pooled in (True, False):
             (padded, padded_grads), (packed, packed_grads) = run(False, pooled), run(True, pooled)
             assert (padded - packed).abs().max().item() < 1e-5
-            assert all((a - b).abs().max().item() < 1e-4 for a, b in zip(padded_grads, packed_grads, strict=True))
+            # relative to each gradient's largest entry: the full forward's reach several hundred, where fp32
+            # rounding that differs between CPUs' kernels alone is 1e-4
+            assert all(
+                (a - b).abs().max() <= 1e-5 * a.abs().max() for a, b in zip(padded_grads, packed_grads, strict=True)
+            )
     # and the patches are gone again: the packed path draws its own masks
     assert (run(False, True)[0] - run(True, True)[0]).abs().max().item() > 1e-2
