@@ -14,7 +14,9 @@ from tiny import make_setup, write_tsv
 
 import bertkit
 from bertkit.config import RunConfig
+from bertkit.device import cpu_bf16_speedup
 from bertkit.run import train
+from bertkit.train.trainer import Precision
 
 BERTKIT = [sys.executable, "-m", "bertkit.cli"]
 
@@ -38,6 +40,16 @@ def write_config(tmp_path: Path, setup: dict) -> Path:
 
 def final_weights(run_dir: Path) -> dict:
     return load_file(run_dir / "model" / "model.safetensors")
+
+
+def test_auto_precision_takes_bf16_on_a_cpu_only_where_its_matmuls_pay(monkeypatch):
+    assert cpu_bf16_speedup() > 0  # the real probe, which conftest replaces in every test
+    cpu = torch.device("cpu")
+    for speedup, dtype in ((0.55, None), (1.2, None), (2.4, torch.bfloat16), (5.0, torch.bfloat16)):
+        monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda speedup=speedup: speedup)
+        assert Precision.resolve("auto", cpu).dtype is dtype
+        assert Precision.resolve("fp32", cpu).dtype is None
+        assert Precision.resolve("bf16", cpu).dtype is torch.bfloat16
 
 
 def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):

@@ -18,7 +18,7 @@ import torch
 from bertkit.config import ModelConfig
 from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.data.readers import read_table
-from bertkit.device import pick_device
+from bertkit.device import best_of, pick_device
 from bertkit.tasks.base import to_device
 from bertkit.tokenizer import Tokenizer
 from bertkit.train.trainer import Precision, parameter_groups, sparse_embedding_gradients
@@ -60,16 +60,6 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def best_of(repeats: int, run: Callable[[], object]) -> float:
-    """Fastest wall time of `repeats` runs: the least disturbed by other load on a shared machine."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def tokenizer_throughput(model_dir: Path, data: list[Path], text_column: str, repeats: int = 5) -> list[dict]:
@@ -320,8 +310,9 @@ def pretrain_side_by_side(
 ) -> dict:
     """Training tokens/s of bertkit's BertForPreTraining (MLM head at masked positions only) against
     transformers' BertForPreTraining, on the same batches and the same starting weights, both under the
-    precision bertkit picks for the device (bf16 autocast on CUDA and on CPUs with AMX, else fp32). With a
-    known GPU or `peak_tflops`, `mfu` gives each side's model FLOPs utilisation (`training_flops`)."""
+    precision bertkit picks for the device (bf16 autocast on CUDA and on CPUs where bf16 matmuls are faster,
+    else fp32). With a known GPU or `peak_tflops`, `mfu` gives each side's model FLOPs utilisation
+    (`training_flops`)."""
     from transformers import BertForPreTraining
 
     from bertkit.config import RunConfig

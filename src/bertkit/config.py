@@ -219,7 +219,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_accum: int = 1
     max_grad_norm: float = 1.0
-    precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs with AMX; fp32 elsewhere
+    precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs where it pays; fp32 elsewhere
     # Off: random batches, as on the plain path and in the Trainer's defaults. Unpadding with attention in
     # groups of similar length brings them close to length-grouped batches' speed: 5% slower on NSMC, 10% on
     # RT end to end (BENCHMARKS.md).

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable
 
 import torch
 
 from bertkit.errors import UserError
 
 log = logging.getLogger("bertkit")
+# bf16 autocast on a CPU slowed a MiniLM training step by 15% where bf16 matmuls ran at 0.55x fp32 and sped it
+# up 1.65x where they ran at 2.4x; 1.5x leaves room for timing noise on either side.
+CPU_BF16_MIN_SPEEDUP = 1.5
 
 
 @functools.cache
@@ -35,8 +40,34 @@ def pick_device(override: str | None = None) -> torch.device:
     return device
 
 
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """Fastest wall time of `repeats` runs: the least disturbed by other load on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 @functools.cache
-def cpu_has_amx() -> bool:
-    """Whether this CPU runs bf16 matmuls on AMX tiles; without them bf16 is slower than fp32 on a CPU."""
-    init_amx = getattr(torch._C._cpu, "_init_amx", None)
-    return bool(init_amx and init_amx())
+def cpu_bf16_speedup() -> float:
+    """How many times faster a bf16 matmul of feed-forward shape runs than an fp32 one on this CPU, timed once
+    (about 0.1 s). CPU flags cannot predict it: AMX tiles (Intel Sapphire Rapids) give about 5x and AMD Zen 4's
+    AVX-512 BF16 dot products 2.4x, but Intel CPUs that report AVX-512 BF16 without AMX run bf16 at about half
+    their fp32 speed (BENCHMARKS.md)."""
+    a, b = torch.randn(512, 384), torch.randn(384, 1536)
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        x @ y  # the first call builds the kernel
+        seconds[dtype] = best_of(5, lambda x=x, y=y: x @ y)
+    speedup = seconds[torch.float32] / seconds[torch.bfloat16]
+    log.info("bertkit: bf16 matmuls run %.1fx as fast as fp32 on this CPU", speedup)
+    return speedup
+
+
+def cpu_prefers_bf16() -> bool:
+    """Whether bf16 autocast pays for training and prediction on this CPU: its matmuls must be clearly faster
+    than fp32, to make up for the casts and the elementwise work that stays in fp32."""
+    return cpu_bf16_speedup() >= CPU_BF16_MIN_SPEEDUP

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from bertkit.config import TrainConfig
 from bertkit.data.batching import Example, epoch_batches, inference_batches, lengths_of
-from bertkit.device import cpu_has_amx
+from bertkit.device import cpu_prefers_bf16
 from bertkit.model.checkpoint import Pretrained
 from bertkit.tasks.base import Task, to_device
 from bertkit.tokenizer import Tokenizer
@@ -46,7 +46,7 @@ class Precision:
             if device.type == "cuda":
                 name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             else:
-                name = "bf16" if device.type == "cpu" and cpu_has_amx() else "fp32"
+                name = "bf16" if device.type == "cpu" and cpu_prefers_bf16() else "fp32"
         if name == "fp16" and device.type != "cuda":
             name = "bf16"  # fp16 autocast needs a grad scaler and only pays on CUDA
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
