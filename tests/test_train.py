@@ -201,3 +201,9 @@ def test_predict_and_evaluate_commands(tmp_path):
     assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0)
     result = run_cli("evaluate", model, "--data", setup["data"]["test"])
     assert result.returncode == 0 and json.loads(result.stdout)["accuracy"] > 0.9
+    # the plain fp32 path stays available, and bf16 (picked by auto where it pays) labels the same
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.jsonl"
+        result = run_cli("predict", model, "--input", str(inputs), "--output", str(out), "--precision", precision)
+        assert result.returncode == 0, result.stderr
+        assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == ["pos", "neg"]

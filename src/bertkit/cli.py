@@ -8,8 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.io import write_atomic
+
+PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -80,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bertkit.run import load, read_for
     from bertkit.train.report import scalars
 
-    predictor = load(args.model, args.device)
+    predictor = load(args.model, args.device, args.precision)
     metrics = predictor.evaluate_rows(read_for(predictor, args.data, with_targets=True))
     if args.output:
         write_atomic(args.output, json.dumps(metrics, indent=1, ensure_ascii=False))
@@ -90,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from bertkit.run import load, read_for
 
-    predictor = load(args.model, args.device)
+    predictor = load(args.model, args.device, args.precision)
     rows = read_for(predictor, args.input, with_targets=False)
     predictions = predictor.predict_rows(rows)
     lines = [
@@ -249,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", type=Path, required=True, help="TSV/CSV/JSONL with the training columns")
     evaluate.add_argument("--output", type=Path, help="write all metrics (per class, confusion matrix) here")
     evaluate.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label a file with a saved model")
@@ -256,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", type=Path, required=True, help="TSV/CSV/JSONL with the text column(s)")
     predict.add_argument("--output", type=Path, required=True, help="JSONL: line, label, probabilities")
     predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     predict.set_defaults(run=cmd_predict)
 
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")

@@ -245,6 +245,7 @@ class Predictor:
     model: Pretrained
     device: torch.device
     batch_size: int = 64
+    precision: str = "auto"  # as in training; "fp32" is the plain path, for checking the fast one
 
     def predict_rows(self, rows: Sequence[Row]) -> list[dict]:
         examples, _ = self.task.encode(rows, with_targets=False)
@@ -264,11 +265,11 @@ class Predictor:
         return self.task.metrics(self._outputs(examples), self.task.targets(examples))
 
     def _outputs(self, examples) -> torch.Tensor:
-        precision = Precision.resolve("auto", self.device)
+        precision = Precision.resolve(self.precision, self.device)
         return infer(self.task, self.model, examples, self.batch_size, self.device, precision, unpad=False)
 
 
-def load(directory: str | Path, device: str | None = None) -> Predictor:
+def load(directory: str | Path, device: str | None = None, precision: str = "auto") -> Predictor:
     directory = Path(directory)
     task_file = directory / TASK_FILE
     if not task_file.is_file():
@@ -279,7 +280,7 @@ def load(directory: str | Path, device: str | None = None) -> Predictor:
         raise UserError(f"{task_file}: unknown task {name!r}")
     task = TASKS[name](Tokenizer.from_pretrained(directory), directory, **settings)
     target = pick_device(device)
-    return Predictor(task, task.build_model().to(target).eval(), target)
+    return Predictor(task, task.build_model().to(target).eval(), target, precision=precision)
 
 
 def read_for(predictor: Predictor, path: str | Path, with_targets: bool) -> list[Row]:
