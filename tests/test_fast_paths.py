@@ -1,6 +1,7 @@
 """The CPU fast paths of training give what the plain ones give: dropout masks drawn four to a 64-bit word,
-sparse embedding gradients added into persistent buffers."""
+sparse embedding gradients added into persistent buffers, bf16 encoder weights with fp32 masters."""
 
+import contextlib
 import copy
 import dataclasses
 import importlib.util
@@ -10,8 +11,9 @@ import torch
 from conftest import MANY_LENGTHS, random_batch
 
 from bertkit import BertModel
+from bertkit.model.bert import Encoder
 from bertkit.model.dropout import dropout
-from bertkit.train.trainer import parameter_groups, sparse_embedding_gradients
+from bertkit.train.trainer import LowPrecisionEncoder, parameter_groups, sparse_embedding_gradients
 
 
 def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
@@ -59,6 +61,36 @@ def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
     assert not sparse.embeddings.word.sparse and sparse.embeddings.word.weight.grad is None
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_bf16_encoder_weights_train_as_bf16_autocast_does_and_leave_fp32_weights(small_config):
+    torch.manual_seed(0)
+    autocast_only = BertModel(small_config).eval()
+    bf16_weights = copy.deepcopy(autocast_only)
+    start = [p.detach().clone() for p in autocast_only.parameters()]
+    low_precision = LowPrecisionEncoder(bf16_weights, torch.bfloat16)
+    encoder_params = [p for m in bf16_weights.modules() if isinstance(m, Encoder) for p in m.parameters()]
+    assert low_precision.params == encoder_params
+    assert not LowPrecisionEncoder(bf16_weights, torch.float16).params
+    assert not LowPrecisionEncoder(bf16_weights, None).params
+    # SGD: each update is the gradient itself, so the two models' updates can be compared directly
+    optimizers = {m: torch.optim.SGD(m.parameters(), lr=0.1) for m in (autocast_only, bf16_weights)}
+    for step in range(3):
+        for model, optimizer in optimizers.items():
+            with low_precision.step() if model is bf16_weights else contextlib.nullcontext():
+                if model is bf16_weights:
+                    assert {p.dtype for p in model.encoder.parameters()} == {torch.bfloat16}
+                for half in range(2):  # two batches accumulated into one step
+                    batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=2 * step + half)
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        model(**batch, unpad=True).pooler_output.float().sum().backward()
+            assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+            optimizer.step()
+            optimizer.zero_grad()
+    assert {p.dtype for p in bf16_weights.parameters()} == {torch.float32}
+    updates = [torch.cat([(p - s).flatten() for p, s in zip(m.parameters(), start, strict=True)]) for m in optimizers]
+    # the same steps, rounded differently: bf16 keeps about 3 significant digits
+    assert (updates[0] - updates[1]).abs().max() <= 0.03 * updates[0].abs().max()
 
 
 def _load_dropout_streams():

@@ -89,6 +89,13 @@ def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):
     assert [p["label"] for p in predictor.predict(texts)] == ["pos", "neg", "pos"]
 
 
+def test_bf16_training_learns_and_saves_fp32_weights(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["train"]["precision"] = "bf16"  # bf16 encoder weights for the steps, fp32 masters
+    assert train(RunConfig.from_dict(setup))["test_accuracy"] > 0.9
+    assert {weight.dtype for weight in final_weights(Path(setup["output_dir"])).values()} == {torch.float32}
+
+
 def test_same_seed_same_loss_curve_and_weights(tmp_path):
     runs = []
     for name in ("a", "b"):

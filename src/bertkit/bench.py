@@ -21,7 +21,7 @@ from bertkit.data.readers import read_table
 from bertkit.device import best_of, pick_device
 from bertkit.tasks.base import to_device
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.trainer import Precision, parameter_groups, sparse_embedding_gradients
+from bertkit.train.trainer import LowPrecisionEncoder, Precision, parameter_groups, sparse_embedding_gradients
 
 CPU = torch.device("cpu")
 # Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
@@ -249,13 +249,18 @@ def interleaved_steps(
     turn (the order rotating from batch to batch), so that all see the same machine load.
     `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under
     autocast to that dtype; models named in `bertkit_steps` clear their gradients as bertkit's trainer does
-    on that device (`sparse_embedding_gradients` on a CPU), the others as transformers' Trainer does. The
+    on that device (`sparse_embedding_gradients` on a CPU) and, under bf16, step with bf16 encoder weights as
+    it does (`LowPrecisionEncoder`); the others clear them as transformers' Trainer does. The
     models must already be on `device`. The first `warmup_steps` batches are not timed. With `flops_of`
     (a batch's model FLOPs), `model_tflops` gives each model's model TFLOP/s."""
     optimizers = {
         name: torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-5, fused=True) for name, model in models.items()
     }
     seconds, tokens = dict.fromkeys(models, 0.0), 0
+    low_precision = {
+        name: LowPrecisionEncoder(model, (autocast or {}).get(name) if name in bertkit_steps else None)
+        for name, model in models.items()
+    }
     with contextlib.ExitStack() as stack:
         zero_grads = {
             name: stack.enter_context(
@@ -274,9 +279,10 @@ def interleaved_steps(
                 _synchronize(device)
                 started = time.perf_counter()
                 dtype = (autocast or {}).get(name)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    loss = loss_fns[name](model, batch)
-                loss.backward()
+                with low_precision[name].step():
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                        loss = loss_fns[name](model, batch)
+                    loss.backward()
                 optimizers[name].step()
                 zero_grads[name]()
                 _synchronize(device)

@@ -271,6 +271,16 @@ class Encoder(nn.Module):
         """All hidden states, or only the (batch, dim) [CLS] states (`first_tokens_only`), or only those of
         `rows`: the last layer then runs (mostly) for them alone, which is exact for a head that reads no more."""
         *lower, last = self.layers
+        dtype = last.qkv.weight.dtype
+        if dtype == torch.float32:
+            return self._run(hidden, layout, first_tokens_only, rows)
+        # Weights in bf16 (`LowPrecisionEncoder`): the residual stream is bf16 too, from the first layer on, and
+        # autocast has nothing left to cast (its dispatch alone costs several percent of a CPU step).
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self._run(hidden.to(dtype), layout, first_tokens_only, rows)
+
+    def _run(self, hidden: Tensor, layout: Layout, first_tokens_only: bool, rows: Tensor | None) -> Tensor:
+        *lower, last = self.layers
         for layer in lower:
             hidden = layer(hidden, layout)
         return last(hidden, layout, first_tokens_only, rows)

@@ -1,7 +1,7 @@
 """The one training loop, for every task.
 
 AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient clipping and
-accumulation, bf16/fp16 autocast, evaluation at each epoch end and every `save_steps`, checkpoints that
+accumulation, bf16/fp16 autocast (bf16 with the encoder's weights in bf16 for the step), evaluation at each epoch end and every `save_steps`, checkpoints that
 resume exactly (the batch order of an epoch is a function of seed and epoch, so a resumed run skips straight
 to its next batch), the best model by the task's main metric, early stopping, metrics.jsonl and curves.
 """
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from bertkit.config import TrainConfig
 from bertkit.data.batching import Example, epoch_batches, inference_batches, lengths_of
 from bertkit.device import cpu_prefers_bf16
+from bertkit.model.bert import Encoder
 from bertkit.model.checkpoint import Pretrained
 from bertkit.tasks.base import Task, to_device
 from bertkit.tokenizer import Tokenizer
@@ -93,6 +94,39 @@ def sparse_embedding_gradients(model: nn.Module, enabled: bool) -> Iterator[Call
         for table in tables:
             table.sparse = False
         model.zero_grad(set_to_none=True)
+
+
+class LowPrecisionEncoder:
+    """Runs forward and backward with the encoder's weights in `dtype` (bf16); the optimizer still updates fp32.
+
+    Under autocast alone every step casts each fp32 weight to bf16 and each weight gradient back, and the
+    residual stream stays fp32. With the weights themselves in bf16 the whole encoder computes in bf16
+    (LayerNorm and softmax still accumulate in fp32). The fp32 weights stay the masters: on the way out of
+    `step()` they are swapped back in, with their gradients cast to fp32, before clipping and the optimizer
+    step. The bf16 copies and fp32 gradients live in buffers kept from step to step, so that a step does not
+    fault in fresh pages for them. Embeddings and heads keep fp32 weights (autocast casts them). Only for bf16
+    autocast: under fp16 (CUDA) the weights stay fp32 for the gradient scaler, and fp32 needs nothing."""
+
+    def __init__(self, model: nn.Module, autocast_dtype: torch.dtype | None) -> None:
+        on = autocast_dtype == torch.bfloat16
+        self.params = [p for m in model.modules() if isinstance(m, Encoder) for p in m.parameters()] if on else []
+        self.low = [torch.empty_like(p, dtype=torch.bfloat16) for p in self.params]
+        self.grads = [torch.empty_like(p) for p in self.params]
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        masters = [p.data for p in self.params]
+        with torch.no_grad():
+            for param, low in zip(self.params, self.low, strict=True):
+                param.data = low.copy_(param.data)
+        try:
+            yield
+        finally:
+            for param, master, buffer in zip(self.params, masters, self.grads, strict=True):
+                grad, param.grad = param.grad, None
+                param.data = master
+                if grad is not None:
+                    param.grad = buffer.copy_(grad)
 
 
 def linear_schedule(warmup_steps: int, total_steps: int):
@@ -178,6 +212,7 @@ class Trainer:
         )
         scaler = torch.amp.GradScaler("cuda") if self.precision.dtype == torch.float16 else None
 
+        low_precision = LowPrecisionEncoder(model, self.precision.dtype)
         progress = Progress()
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
@@ -213,7 +248,8 @@ class Trainer:
                 while progress.batch < len(batches) and not stop:
                     started = time.perf_counter()
                     group = batches[progress.batch : progress.batch + config.grad_accum]
-                    loss_value, tokens, last_outputs, last_targets = self._accumulate(group, examples, scaler)
+                    with low_precision.step():
+                        loss_value, tokens, last_outputs, last_targets = self._accumulate(group, examples, scaler)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
