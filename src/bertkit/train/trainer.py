@@ -1,9 +1,10 @@
 """The one training loop, for every task.
 
 AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient clipping and
-accumulation, bf16/fp16 autocast (bf16 with the encoder's weights in bf16 for the step), evaluation at each epoch end and every `save_steps`, checkpoints that
-resume exactly (the batch order of an epoch is a function of seed and epoch, so a resumed run skips straight
-to its next batch), the best model by the task's main metric, early stopping, metrics.jsonl and curves.
+accumulation, bf16/fp16 autocast (bf16 with the encoder's weights in bf16 for the step), evaluation at each
+epoch end and every `save_steps`, checkpoints that resume exactly (the batch order of an epoch is a function
+of seed and epoch, so a resumed run skips straight to its next batch), the best model by the task's main
+metric, early stopping, metrics.jsonl and curves.
 """
 
 from __future__ import annotations
