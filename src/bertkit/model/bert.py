@@ -270,8 +270,7 @@ class Encoder(nn.Module):
     ) -> Tensor:
         """All hidden states, or only the (batch, dim) [CLS] states (`first_tokens_only`), or only those of
         `rows`: the last layer then runs (mostly) for them alone, which is exact for a head that reads no more."""
-        *lower, last = self.layers
-        dtype = last.qkv.weight.dtype
+        dtype = self.layers[-1].qkv.weight.dtype
         if dtype == torch.float32:
             return self._run(hidden, layout, first_tokens_only, rows)
         # Weights in bf16 (`LowPrecisionEncoder`): the residual stream is bf16 too, from the first layer on, and

@@ -98,7 +98,7 @@ def sparse_embedding_gradients(model: nn.Module, enabled: bool) -> Iterator[Call
 
 
 class LowPrecisionEncoder:
-    """Runs forward and backward with the encoder's weights in `dtype` (bf16); the optimizer still updates fp32.
+    """Runs forward and backward with the encoder's weights in bf16; the optimizer still updates fp32 ones.
 
     Under autocast alone every step casts each fp32 weight to bf16 and each weight gradient back, and the
     residual stream stays fp32. With the weights themselves in bf16 the whole encoder computes in bf16
