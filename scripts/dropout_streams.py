@@ -66,7 +66,7 @@ def common_masks() -> Iterator[None]:
         if not (self.training and self.p > 0 and packing is not None and x.shape[0] == packing.indices.numel()):
             return dropout.dropout(x, self.p, self.training)
         keep = _keep_on_grid((packing.batch * packing.seq_len, x.shape[-1]), self.p)
-        return x * keep.index_select(0, packing.indices)
+        return x * keep.index_select(0, packing.indices).to(x.dtype)  # bf16 under bf16 encoder weights
 
     def with_grid_mask(run: Callable[..., Tensor], queries: int) -> Callable[..., Tensor]:
         def wrapped(self: bert.Packing, *args: object) -> Tensor:
@@ -88,7 +88,7 @@ def common_masks() -> Iterator[None]:
         if state.attention_keep is None or state.group is None:
             return dropout.dropout(x, p, training)
         keep = state.attention_keep.index_select(0, state.group.members)
-        return x * keep[:, :, : x.shape[2], : x.shape[3]]
+        return x * keep[:, :, : x.shape[2], : x.shape[3]].to(x.dtype)
 
     with contextlib.ExitStack() as patches:
         for target, name, replacement in (
