@@ -68,6 +68,6 @@ def cpu_bf16_speedup() -> float:
 
 
 def cpu_prefers_bf16() -> bool:
-    """Whether bf16 autocast pays for training and prediction on this CPU: its matmuls must be clearly faster
-    than fp32, to make up for the casts and the elementwise work that stays in fp32."""
+    """Whether bf16 pays for training and prediction on this CPU: its matmuls must be clearly faster than
+    fp32, to make up for the casts between the two and the work that stays in fp32."""
     return cpu_bf16_speedup() >= CPU_BF16_MIN_SPEEDUP
