@@ -63,10 +63,10 @@ def common_masks() -> Iterator[None]:
 
     def hidden_dropout(self: dropout.Dropout, x: Tensor) -> Tensor:
         packing = state.packing
-        if not (self.training and self.p > 0 and packing is not None and x.shape[0] == packing.indices.numel()):
+        if not (self.training and self.p > 0 and packing is not None and x.shape[0] == packing.sources.numel()):
             return dropout.dropout(x, self.p, self.training)
         keep = _keep_on_grid((packing.batch * packing.seq_len, x.shape[-1]), self.p)
-        return x * keep.index_select(0, packing.indices).to(x.dtype)  # bf16 under bf16 encoder weights
+        return x * keep.index_select(0, packing.sources).to(x.dtype)  # bf16 under bf16 encoder weights
 
     def with_grid_mask(run: Callable[..., Tensor], queries: int) -> Callable[..., Tensor]:
         def wrapped(self: bert.Packing, *args: object) -> Tensor:

@@ -4,6 +4,7 @@ import transformers
 from conftest import MANY_LENGTHS, padded_batch, random_batch
 
 from bertkit import BertForPreTraining, BertModel, Tokenizer
+from bertkit.model.bert import PACKED_ROWS_MULTIPLE, Packing
 
 TOLERANCE = 1e-5
 LENGTHS = [64, 17, 40, 3, 29]
@@ -113,12 +114,15 @@ def test_padded_and_packed_paths_agree_in_training_mode_gradients(small_config):
     model.eval()  # dropout off so both paths see the same function
     batch = random_batch(small_config.vocab_size, MANY_LENGTHS)
     real = batch["attention_mask"].bool()
+    rows = Packing.from_mask(batch["attention_mask"]).sources.numel()
+    assert rows % PACKED_ROWS_MULTIPLE == 0 and rows > real.sum()  # filler rows take part, and change nothing
     results = []
     for unpad in (False, True):
         model.zero_grad()
         output = model(**batch, unpad=unpad)
         (output.last_hidden_state[real].pow(2).sum() + output.pooler_output.sum()).backward()
-        results.append((output.last_hidden_state[real], model.encoder.layers[0].qkv.weight.grad.clone()))
+        grads = (model.encoder.layers[0].qkv.weight.grad.clone(), model.embeddings.word.weight.grad.clone())
+        results.append((output.last_hidden_state[real], *grads))
     for padded, packed in zip(*results, strict=True):
         assert max_diff(padded, packed) < 1e-4
 

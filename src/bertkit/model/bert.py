@@ -28,6 +28,10 @@ PACK_BELOW_DENSITY = 0.9
 # Packed attention runs on grids of this many sequences of similar length, so that each sequence pays only
 # for the padding of its own group, not up to the longest sequence of the batch.
 ATTENTION_GROUP = 8
+# The packed row count is rounded up to a multiple of this with filler rows. oneDNN builds (JIT-compiles) and
+# caches a matmul kernel per shape; with a new token count in every batch its cache churns, which costs a CPU
+# step about a tenth. Rounded, a handful of shapes serve a whole run, for a few percent more rows.
+PACKED_ROWS_MULTIPLE = 64
 
 ACTIVATIONS = {
     "gelu": F.gelu,
@@ -126,14 +130,18 @@ class AttentionGroup:
 
 @dataclass
 class Packing:
-    """The real tokens of a (batch, seq) grid packed into one row of `indices.numel()` tokens.
+    """The real tokens of a (batch, seq) grid packed into rows, then filler rows up to a multiple of
+    `PACKED_ROWS_MULTIPLE`.
 
-    `indices` are the flat grid positions of the real tokens, `cu_seqlens` the int32 offsets where each
-    sequence starts in the packed row (length batch + 1). Attention runs group by group (`groups`), and
-    `token_order` / `member_order` put its outputs, concatenated group after group, back in packed order.
+    `indices` are the flat grid positions of the real tokens, `sources` the same followed by the grid position
+    each filler row copies (the first token: any real token would do, nothing reads a filler row back),
+    `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1). Attention
+    runs group by group (`groups`), and `token_order` / `member_order` put its outputs, concatenated group
+    after group (then zeros for the filler rows), back in packed order.
     """
 
     indices: Tensor
+    sources: Tensor
     cu_seqlens: Tensor
     batch: int
     seq_len: int
@@ -164,18 +172,24 @@ class Packing:
                     mask[:, None, None, :],
                 )
             )
-        token_order = torch.cat([group.rows for group in groups]).argsort()
+        n_tokens = indices.numel()
+        fillers = -n_tokens % PACKED_ROWS_MULTIPLE
+        sources = torch.cat([indices, indices.new_zeros(fillers)])
+        group_order = torch.cat([group.rows for group in groups]).argsort()
+        filler_order = torch.arange(n_tokens, n_tokens + fillers, device=indices.device)  # the zeros after the groups
+        token_order = torch.cat([group_order, filler_order])
         member_order = torch.cat([group.members for group in groups]).argsort()
-        return cls(indices, cu_seqlens, *attention_mask.shape, groups, token_order, member_order)
+        return cls(indices, sources, cu_seqlens, *attention_mask.shape, groups, token_order, member_order)
 
     def pack(self, grid: Tensor) -> Tensor:
-        """(batch, seq, ...) -> (tokens, ...)."""
+        """(batch, seq, ...) -> (rows, ...): the real tokens, then the filler rows."""
         # index_select and index_copy rather than [] indexing: their backward passes are plain copies.
-        return grid.flatten(0, 1).index_select(0, self.indices)
+        return grid.flatten(0, 1).index_select(0, self.sources)
 
     def unpack(self, packed: Tensor) -> Tensor:
-        """(tokens, ...) -> (batch, seq, ...), zeros at padding."""
-        grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:]).index_copy(0, self.indices, packed)
+        """(rows, ...) -> (batch, seq, ...), zeros at padding."""
+        real = packed[: self.indices.numel()]
+        grid = packed.new_zeros(self.batch * self.seq_len, *packed.shape[1:]).index_copy(0, self.indices, real)
         return grid.view(self.batch, self.seq_len, *packed.shape[1:])
 
     def rows(self, grid_positions: Tensor) -> Tensor:
@@ -183,8 +197,8 @@ class Packing:
         return torch.searchsorted(self.indices, grid_positions)
 
     def position_ids(self) -> Tensor:
-        """Position of each packed token within its own sequence."""
-        return self.indices % self.seq_len
+        """Position of each packed row's token within its own sequence."""
+        return self.sources % self.seq_len
 
     def first_tokens(self, hidden: Tensor) -> Tensor:
         return hidden.index_select(0, self.cu_seqlens[:-1].long())
@@ -197,7 +211,8 @@ class Packing:
             .index_select(0, group.slots)
             for group in self.groups
         ]
-        return torch.cat(outputs).index_select(0, self.token_order)
+        fillers = qkv.new_zeros(self.sources.numel() - self.indices.numel(), qkv.shape[-1] // 3)
+        return torch.cat([*outputs, fillers]).index_select(0, self.token_order)
 
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         outputs = [
@@ -298,7 +313,7 @@ class Pooler(nn.Module):
 
 @dataclass
 class BertOutput:
-    """Encoder output. After an unpadded forward, `hidden` holds only the real tokens and the (batch, seq)
+    """Encoder output. After an unpadded forward, `hidden` holds the packed rows (`Packing`) and the (batch, seq)
     grid is built on first access: a sentence classifier reads only the pooled vector and never pays for it."""
 
     hidden: Tensor
