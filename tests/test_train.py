@@ -52,6 +52,18 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_where_its_matmuls_pay(monkeypat
         assert Precision.resolve("bf16", cpu).dtype is torch.bfloat16
 
 
+def test_a_resumed_auto_run_keeps_the_precision_it_started_in(tmp_path, monkeypatch):
+    setup = make_setup(tmp_path)
+    setup["train"].update(total_steps=4, save_steps=2)
+    monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 5.0)  # `auto` picks bf16
+    train(RunConfig.from_dict(setup))
+    monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 1.0)  # the probe now says fp32
+    setup["train"]["total_steps"] = 6
+    train(RunConfig.from_dict(setup), resume=True)
+    state = torch.load(Path(setup["output_dir"]) / "checkpoints" / "step-00000006" / "trainer_state.pt")
+    assert state["progress"]["precision"] == "bf16"
+
+
 def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):
     setup = make_setup(tmp_path)
     results = train(RunConfig.from_dict(setup))
@@ -118,11 +130,13 @@ def without_speed(lines: list[str]) -> list[dict]:
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     setup = make_setup(tmp_path / "whole", n_train=1024, dropout=0.1)
     setup["train"].update(save_steps=25, n_epochs=2)
+    killed = make_setup(tmp_path / "killed", n_train=1024, dropout=0.1)
+    killed["train"].update(save_steps=25, n_epochs=2)
+    for run in (setup, killed):  # not `auto`: each process would time the CPU anew, and a busy machine can tip it
+        run["train"]["precision"] = "bf16"
     whole = run_cli("train", str(write_config(tmp_path / "whole", setup)))
     assert whole.returncode == 0, whole.stderr
 
-    killed = make_setup(tmp_path / "killed", n_train=1024, dropout=0.1)
-    killed["train"].update(save_steps=25, n_epochs=2)
     config = write_config(tmp_path / "killed", killed)
     process = subprocess.Popen([*BERTKIT, "train", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = Path(killed["output_dir"]) / "checkpoints"

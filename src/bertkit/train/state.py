@@ -20,7 +20,8 @@ STATE = "trainer_state.pt"
 
 @dataclasses.dataclass
 class Progress:
-    """Where training stands. `batch` is the next batch of `epoch` to run."""
+    """Where training stands. `batch` is the next batch of `epoch` to run; `precision` is the one the run
+    trains in (empty in checkpoints from before it was recorded)."""
 
     epoch: int = 0
     batch: int = 0
@@ -31,6 +32,7 @@ class Progress:
     best_step: int | None = None
     evals_since_best: int = 0
     last_eval_step: int = -1
+    precision: str = ""
 
     def summary(self) -> dict:
         """What a run reports about its training: steps, real tokens, speed, the best dev step."""

@@ -37,8 +37,9 @@ log = logging.getLogger("bertkit")
 
 @dataclass
 class Precision:
-    """Autocast dtype (None for fp32) and whether a gradient scaler is needed (fp16 only)."""
+    """A precision by name (fp32, bf16, fp16) and its autocast dtype (None for fp32)."""
 
+    name: str
     dtype: torch.dtype | None
     device_type: str
 
@@ -52,7 +53,7 @@ class Precision:
         if name == "fp16" and device.type != "cuda":
             name = "bf16"  # fp16 autocast needs a grad scaler and only pays on CUDA
         dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-        return cls(dtypes[name], device.type)
+        return cls(name, dtypes[name], device.type)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -213,8 +214,7 @@ class Trainer:
         )
         scaler = torch.amp.GradScaler("cuda") if self.precision.dtype == torch.float16 else None
 
-        low_precision = LowPrecisionEncoder(model, self.precision.dtype)
-        progress = Progress()
+        progress = Progress(precision=self.precision.name)
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if resume and checkpoint is None:
             log.warning("%s: no checkpoint to resume from; starting from the beginning", self.run_dir)
@@ -227,6 +227,12 @@ class Trainer:
                 progress.epoch,
                 progress.batch,
             )
+            if config.precision == "auto" and self.device.type == "cpu" and progress.precision:
+                # On a CPU `auto` times the matmuls afresh, and a busy machine can tip it: a resumed run keeps
+                # the precision it was started in.
+                self.precision = Precision.resolve(progress.precision, self.device)
+        progress.precision = self.precision.name
+        low_precision = LowPrecisionEncoder(model, self.precision.dtype)
         metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", progress.step if checkpoint else None)
 
         model.train()
