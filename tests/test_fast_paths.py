@@ -1,5 +1,6 @@
 """The CPU fast paths of training give what the plain ones give: dropout masks drawn four to a 64-bit word,
-sparse embedding gradients added into persistent buffers, bf16 encoder weights with fp32 masters."""
+attention spelled out around them, sparse embedding gradients added into persistent buffers, bf16 encoder
+weights with fp32 masters."""
 
 import contextlib
 import copy
@@ -11,6 +12,7 @@ import torch
 from conftest import MANY_LENGTHS, random_batch
 
 from bertkit import BertModel
+from bertkit.model import bert
 from bertkit.model.bert import Encoder
 from bertkit.model.dropout import dropout
 from bertkit.train.trainer import LowPrecisionEncoder, parameter_groups, sparse_embedding_gradients
@@ -40,6 +42,23 @@ def test_dropout_is_seeded_identity_in_eval_and_passes_gradients_through_the_mas
     assert torch.equal(first, second)
     first.sum().backward()
     assert torch.equal(x.grad != 0, first != 0)
+
+
+def test_attention_spelled_out_for_cheap_dropout_computes_what_sdpa_does(small_config, monkeypatch):
+    """In training on a CPU, attention runs by hand so that its dropout mask is drawn by `dropout`. With that
+    mask made all ones, the padded and packed paths, full and pooled, give what SDPA gives in eval mode."""
+    config = dataclasses.replace(small_config, p_drop_attn=0.1, p_drop_hidden=0.0)
+    batch = random_batch(config.vocab_size, MANY_LENGTHS)
+    real = batch["attention_mask"].bool()
+    torch.manual_seed(0)
+    model = BertModel(config)
+    with torch.no_grad():
+        expected = model.eval()(**batch).last_hidden_state[real], model.pooled(**batch)
+        model.train()
+        monkeypatch.setattr(bert, "dropout", lambda x, p, training: x)
+        for unpad in (False, True):
+            got = model(**batch, unpad=unpad).last_hidden_state[real], model.pooled(**batch, unpad=unpad)
+            assert all((a - b).abs().max().item() < 1e-5 for a, b in zip(got, expected, strict=True))
 
 
 def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):

@@ -43,25 +43,48 @@ ACTIVATIONS = {
 
 def _attention(q: Tensor, kv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
     """Queries (batch, queries, dim) over keys and values (batch, seq, 2*dim) -> (batch, queries, dim)."""
+    if _cheap_dropout(q, dropout_p):
+        return _attention_with_cheap_dropout(*_heads(q, 1, n_heads), *_heads(kv, 2, n_heads), key_mask, dropout_p)
     batch, n_queries, dim = q.shape
     head_dim = dim // n_heads
     q = q.view(batch, n_queries, n_heads, head_dim).transpose(1, 2)
     k, v = kv.view(batch, kv.shape[1], 2, n_heads, head_dim).permute(2, 0, 3, 1, 4)
-    if dropout_p > 0.0 and q.device.type == "cpu":
-        # What SDPA computes here anyway, spelled out so that the dropout mask is drawn the cheap way.
-        scores = (q @ k.transpose(-1, -2)) * head_dim**-0.5
-        if key_mask is not None:
-            scores = scores.masked_fill(~key_mask, float("-inf"))
-        context = dropout(scores.softmax(dim=-1), dropout_p, training=True) @ v
-    else:
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
     return context.transpose(1, 2).reshape(batch, n_queries, dim)
 
 
 def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
     """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
+    if _cheap_dropout(qkv, dropout_p):
+        return _attention_with_cheap_dropout(*_heads(qkv, 3, n_heads), key_mask, dropout_p)
     dim = qkv.shape[-1] // 3
     return _attention(qkv[..., :dim], qkv[..., dim:], key_mask, n_heads, dropout_p)
+
+
+def _cheap_dropout(x: Tensor, dropout_p: float) -> bool:
+    """Whether attention draws its dropout mask with `dropout` (on a CPU) rather than inside SDPA."""
+    return dropout_p > 0.0 and x.device.type == "cpu"
+
+
+def _heads(x: Tensor, parts: int, n_heads: int) -> tuple[Tensor, ...]:
+    """(batch, seq, parts * dim) -> `parts` contiguous (batch, heads, seq, head_dim), in one copy."""
+    batch, seq, width = x.shape
+    return x.view(batch, seq, parts, n_heads, width // (parts * n_heads)).permute(2, 0, 3, 1, 4).contiguous().unbind()
+
+
+def _attention_with_cheap_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout_p: float) -> Tensor:
+    """What SDPA computes, spelled out so that the dropout mask is drawn the cheap way. q (batch, heads, queries,
+    head_dim), k and v (batch, heads, seq, head_dim), all contiguous, so that every product is one `bmm` on
+    views -> (batch, queries, dim)."""
+    batch, n_heads, n_queries, head_dim = q.shape
+    seq = k.shape[2]
+    scores = torch.bmm(q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2)).mul_(head_dim**-0.5)
+    scores = scores.view(batch, n_heads, n_queries, seq)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    probs = dropout(scores.softmax(dim=-1), dropout_p, training=True)
+    context = torch.bmm(probs.view(batch * n_heads, n_queries, seq), v.flatten(0, 1))
+    return context.view(batch, n_heads, n_queries, head_dim).transpose(1, 2).reshape(batch, n_queries, -1)
 
 
 class Layout(Protocol):
@@ -111,21 +134,19 @@ class Padded:
 class AttentionGroup:
     """A few sequences of similar length, laid out on their own small (n, length) grid for attention.
 
-    `members` are their batch rows, `rows` the packed indices of their tokens, `slots` where those tokens sit
-    in the flattened grid, `key_mask` (n, 1, 1, length) True at real tokens.
+    `members` are their batch rows, `key_mask` (n, 1, 1, length) is True at real tokens, and `gather` holds, for
+    each slot of the flattened grid, the packed row it takes. Padding slots take row 0: as keys they are masked
+    out, so they add exact zeros to outputs and gradients, and their own outputs are never read.
     """
 
     members: Tensor
-    rows: Tensor
-    slots: Tensor
+    gather: Tensor
     length: int
     key_mask: Tensor
 
     def lay_out(self, packed: Tensor) -> Tensor:
-        """(tokens, features) packed for the whole batch -> (n, length, features) for this group, zeros at padding."""
-        n = self.key_mask.shape[0]
-        grid = packed.new_zeros(n * self.length, *packed.shape[1:])
-        return grid.index_copy(0, self.slots, packed.index_select(0, self.rows)).view(n, self.length, -1)
+        """(rows, features) packed for the whole batch -> (n, length, features) for this group."""
+        return packed.index_select(0, self.gather).view(self.key_mask.shape[0], self.length, -1)
 
 
 @dataclass
@@ -136,8 +157,9 @@ class Packing:
     `indices` are the flat grid positions of the real tokens, `sources` the same followed by the grid position
     each filler row copies (the first token: any real token would do, nothing reads a filler row back),
     `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1). Attention
-    runs group by group (`groups`), and `token_order` / `member_order` put its outputs, concatenated group
-    after group (then zeros for the filler rows), back in packed order.
+    runs group by group (`groups`); `scatter` says where each packed row finds its output in the groups' grids
+    laid end to end (filler rows take row 0's), and `member_order` puts the groups' first tokens back in batch
+    order.
     """
 
     indices: Tensor
@@ -146,40 +168,36 @@ class Packing:
     batch: int
     seq_len: int
     groups: list[AttentionGroup]
-    token_order: Tensor
+    scatter: Tensor
     member_order: Tensor
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor) -> Packing:
         """Pack the positions where `attention_mask` is 1; real tokens must come first in each row."""
+        device = attention_mask.device
         lengths = attention_mask.sum(dim=1, dtype=torch.int32)
         indices = attention_mask.flatten().nonzero().flatten()
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        starts, sizes = cu_seqlens[:-1].tolist(), lengths.tolist()
+        n_tokens = indices.numel()
+        fillers = -n_tokens % PACKED_ROWS_MULTIPLE
+        starts, sizes = cu_seqlens[:-1].long(), lengths.tolist()
         by_length = sorted(range(len(sizes)), key=sizes.__getitem__)
-        groups = []
+        groups, offset = [], 0
+        scatter = torch.empty(n_tokens + fillers, dtype=torch.long, device=device)
         for first in range(0, len(by_length), ATTENTION_GROUP):
             members = by_length[first : first + ATTENTION_GROUP]
             length = max(sizes[i] for i in members)
-            mask = attention_mask[members, :length].bool()
-            rows = torch.cat([torch.arange(starts[i], starts[i] + sizes[i]) for i in members])
-            groups.append(
-                AttentionGroup(
-                    torch.tensor(members, device=attention_mask.device),
-                    rows.to(attention_mask.device),
-                    mask.flatten().nonzero().flatten(),
-                    length,
-                    mask[:, None, None, :],
-                )
-            )
-        n_tokens = indices.numel()
-        fillers = -n_tokens % PACKED_ROWS_MULTIPLE
-        sources = torch.cat([indices, indices.new_zeros(fillers)])
-        group_order = torch.cat([group.rows for group in groups]).argsort()
-        filler_order = torch.arange(n_tokens, n_tokens + fillers, device=indices.device)  # the zeros after the groups
-        token_order = torch.cat([group_order, filler_order])
+            members = torch.tensor(members, device=device)
+            positions = torch.arange(length, device=device)
+            real = positions < lengths[members, None]  # (n, length)
+            rows = starts[members, None] + positions
+            groups.append(AttentionGroup(members, torch.where(real, rows, 0).flatten(), length, real[:, None, None, :]))
+            scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
+            offset += real.numel()
+        scatter[n_tokens:] = scatter[0]
         member_order = torch.cat([group.members for group in groups]).argsort()
-        return cls(indices, sources, cu_seqlens, *attention_mask.shape, groups, token_order, member_order)
+        sources = torch.cat([indices, indices.new_zeros(fillers)])
+        return cls(indices, sources, cu_seqlens, *attention_mask.shape, groups, scatter, member_order)
 
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (rows, ...): the real tokens, then the filler rows."""
@@ -205,14 +223,8 @@ class Packing:
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         # Attention is the one step that needs the sequences apart: each group gets its own small grid.
-        outputs = [
-            _padded_attention(group.lay_out(qkv), group.key_mask, n_heads, dropout_p)
-            .flatten(0, 1)
-            .index_select(0, group.slots)
-            for group in self.groups
-        ]
-        fillers = qkv.new_zeros(self.sources.numel() - self.indices.numel(), qkv.shape[-1] // 3)
-        return torch.cat([*outputs, fillers]).index_select(0, self.token_order)
+        grids = [_padded_attention(group.lay_out(qkv), group.key_mask, n_heads, dropout_p) for group in self.groups]
+        return torch.cat([grid.flatten(0, 1) for grid in grids]).index_select(0, self.scatter)
 
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         outputs = [
