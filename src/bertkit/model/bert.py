@@ -185,13 +185,14 @@ class Packing:
         groups, offset = [], 0
         scatter = torch.empty(n_tokens + fillers, dtype=torch.long, device=device)
         for first in range(0, len(by_length), ATTENTION_GROUP):
-            members = by_length[first : first + ATTENTION_GROUP]
-            length = max(sizes[i] for i in members)
-            members = torch.tensor(members, device=device)
+            batch_rows = by_length[first : first + ATTENTION_GROUP]
+            length = max(sizes[i] for i in batch_rows)
+            members = torch.tensor(batch_rows, device=device)
             positions = torch.arange(length, device=device)
             real = positions < lengths[members, None]  # (n, length)
             rows = starts[members, None] + positions
             groups.append(AttentionGroup(members, torch.where(real, rows, 0).flatten(), length, real[:, None, None, :]))
+            # each real token's output sits at its slot of this group's grid, after the grids of earlier groups
             scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
             offset += real.numel()
         scatter[n_tokens:] = scatter[0]
