@@ -45,12 +45,12 @@ def _keep_on_grid(shape: tuple[int, ...], p: float) -> Tensor:
 def common_masks() -> Iterator[None]:
     """While open, the packed path draws its dropout masks as the padded path does (see the module's text)."""
     state = _GridMasks()
-    embed, from_mask, attention, first_token_attention, lay_out = (
+    embed, from_mask, attention, first_token_attention, group_attention = (
         bert.BertModel.embed,
         bert.Packing.from_mask,
         bert.Packing.attention,
         bert.Packing.first_token_attention,
-        bert.AttentionGroup.lay_out,
+        bert._attention_with_cheap_dropout,
     )
 
     def embed_on_fresh_state(self: bert.BertModel, *args: object) -> tuple[Tensor, bert.Layout]:
@@ -80,9 +80,10 @@ def common_masks() -> Iterator[None]:
 
         return wrapped
 
-    def lay_out_noting_group(self: bert.AttentionGroup, packed: Tensor) -> Tensor:
-        state.group = self  # attention for this group runs next
-        return lay_out(self, packed)
+    def attention_noting_group(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, p: float) -> Tensor:
+        groups = state.packing.groups if state.packing is not None else []
+        state.group = next((group for group in groups if group.key_mask is key_mask), None)
+        return group_attention(q, k, v, key_mask, p)
 
     def attention_dropout(x: Tensor, p: float, training: bool) -> Tensor:
         if state.attention_keep is None or state.group is None:
@@ -97,7 +98,7 @@ def common_masks() -> Iterator[None]:
             (dropout.Dropout, "forward", hidden_dropout),
             (bert.Packing, "attention", with_grid_mask(attention, 0)),
             (bert.Packing, "first_token_attention", with_grid_mask(first_token_attention, 1)),
-            (bert.AttentionGroup, "lay_out", lay_out_noting_group),
+            (bert, "_attention_with_cheap_dropout", attention_noting_group),
             (bert, "dropout", attention_dropout),
         ):
             patches.enter_context(mock.patch.object(target, name, replacement))

@@ -134,19 +134,16 @@ class Padded:
 class AttentionGroup:
     """A few sequences of similar length, laid out on their own small (n, length) grid for attention.
 
-    `members` are their batch rows, `key_mask` (n, 1, 1, length) is True at real tokens, and `gather` holds, for
-    each slot of the flattened grid, the packed row it takes. Padding slots take row 0: as keys they are masked
-    out, so they add exact zeros to outputs and gradients, and their own outputs are never read.
+    `members` are their batch rows and `key_mask` (n, 1, 1, length) is True at real tokens.
     """
 
     members: Tensor
-    gather: Tensor
     length: int
     key_mask: Tensor
 
-    def lay_out(self, packed: Tensor) -> Tensor:
-        """(rows, features) packed for the whole batch -> (n, length, features) for this group."""
-        return packed.index_select(0, self.gather).view(self.key_mask.shape[0], self.length, -1)
+    @property
+    def size(self) -> int:
+        return self.members.numel()
 
 
 @dataclass
@@ -156,10 +153,14 @@ class Packing:
 
     `indices` are the flat grid positions of the real tokens, `sources` the same followed by the grid position
     each filler row copies (the first token: any real token would do, nothing reads a filler row back),
-    `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1). Attention
-    runs group by group (`groups`); `scatter` says where each packed row finds its output in the groups' grids
-    laid end to end (filler rows take row 0's), and `member_order` puts the groups' first tokens back in batch
-    order.
+    `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1).
+
+    Attention runs group by group (`groups`), on the groups' grids laid end to end. `gather` holds, for each
+    slot of those grids, the packed row it takes, so that one `index_select` lays out every group (and its
+    backward is one `index_add`). Padding slots take row 0: as keys they are masked out, so they add exact
+    zeros to outputs and gradients, and their own outputs are never read. `scatter` says where each packed row
+    finds its output in the grids (filler rows take row 0's), `by_length` lists the groups' members end to end
+    and `member_order` puts their first tokens back in batch order.
     """
 
     indices: Tensor
@@ -168,7 +169,9 @@ class Packing:
     batch: int
     seq_len: int
     groups: list[AttentionGroup]
+    gather: Tensor
     scatter: Tensor
+    by_length: Tensor
     member_order: Tensor
 
     @classmethod
@@ -181,24 +184,32 @@ class Packing:
         n_tokens = indices.numel()
         fillers = -n_tokens % PACKED_ROWS_MULTIPLE
         starts, sizes = cu_seqlens[:-1].long(), lengths.tolist()
-        by_length = sorted(range(len(sizes)), key=sizes.__getitem__)
-        groups, offset = [], 0
+        by_length = torch.tensor(sorted(range(len(sizes)), key=sizes.__getitem__), device=device)
+        groups, gather, offset = [], [], 0
         scatter = torch.empty(n_tokens + fillers, dtype=torch.long, device=device)
-        for first in range(0, len(by_length), ATTENTION_GROUP):
-            batch_rows = by_length[first : first + ATTENTION_GROUP]
-            length = max(sizes[i] for i in batch_rows)
-            members = torch.tensor(batch_rows, device=device)
+        for members in by_length.split(ATTENTION_GROUP):
+            length = max(sizes[i] for i in members.tolist())
             positions = torch.arange(length, device=device)
             real = positions < lengths[members, None]  # (n, length)
             rows = starts[members, None] + positions
-            groups.append(AttentionGroup(members, torch.where(real, rows, 0).flatten(), length, real[:, None, None, :]))
+            groups.append(AttentionGroup(members, length, real[:, None, None, :]))
+            gather.append(torch.where(real, rows, 0).flatten())
             # each real token's output sits at its slot of this group's grid, after the grids of earlier groups
             scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
             offset += real.numel()
         scatter[n_tokens:] = scatter[0]
-        member_order = torch.cat([group.members for group in groups]).argsort()
         sources = torch.cat([indices, indices.new_zeros(fillers)])
-        return cls(indices, sources, cu_seqlens, *attention_mask.shape, groups, scatter, member_order)
+        return cls(
+            indices,
+            sources,
+            cu_seqlens,
+            *attention_mask.shape,
+            groups,
+            torch.cat(gather),
+            scatter,
+            by_length,
+            by_length.argsort(),
+        )
 
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (rows, ...): the real tokens, then the filler rows."""
@@ -222,15 +233,24 @@ class Packing:
     def first_tokens(self, hidden: Tensor) -> Tensor:
         return hidden.index_select(0, self.cu_seqlens[:-1].long())
 
+    def grids(self, packed: Tensor) -> list[Tensor]:
+        """(rows, features) packed for the whole batch -> each group's (n, length, features) grid."""
+        slots = packed.index_select(0, self.gather).split([group.size * group.length for group in self.groups])
+        return [slot.view(group.size, group.length, -1) for slot, group in zip(slots, self.groups, strict=True)]
+
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         # Attention is the one step that needs the sequences apart: each group gets its own small grid.
-        grids = [_padded_attention(group.lay_out(qkv), group.key_mask, n_heads, dropout_p) for group in self.groups]
-        return torch.cat([grid.flatten(0, 1) for grid in grids]).index_select(0, self.scatter)
+        outputs = [
+            _padded_attention(grid, group.key_mask, n_heads, dropout_p).flatten(0, 1)
+            for group, grid in zip(self.groups, self.grids(qkv), strict=True)
+        ]
+        return torch.cat(outputs).index_select(0, self.scatter)
 
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
+        queries = q.index_select(0, self.by_length).split([group.size for group in self.groups])
         outputs = [
-            _attention(q.index_select(0, group.members)[:, None], group.lay_out(kv), group.key_mask, n_heads, dropout_p)
-            for group in self.groups
+            _attention(query[:, None], grid, group.key_mask, n_heads, dropout_p)
+            for group, query, grid in zip(self.groups, queries, self.grids(kv), strict=True)
         ]
         return torch.cat(outputs)[:, 0].index_select(0, self.member_order)
 
