@@ -8,13 +8,14 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import MANY_LENGTHS, random_batch
 
 from bertkit import BertModel
 from bertkit.model.bert import Encoder
 from bertkit.model.dropout import dropout
-from bertkit.train.trainer import LowPrecisionEncoder, parameter_groups, sparse_embedding_gradients
+from bertkit.train.trainer import Gradients, LowPrecisionEncoder, parameter_groups
 
 
 def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
@@ -66,7 +67,7 @@ def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
     dense = BertModel(small_config).eval()  # no dropout: both see the same function
     sparse = copy.deepcopy(dense)
     optimizers = [torch.optim.AdamW(parameter_groups(m, 0.01), lr=1e-2) for m in (dense, sparse)]
-    with sparse_embedding_gradients(sparse, enabled=True) as zero_sparse_grad:
+    with Gradients(sparse, sparse_embeddings=True) as gradients:
         for step in range(3):
             batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=step)
             for model, optimizer in zip((dense, sparse), optimizers, strict=True):
@@ -75,10 +76,46 @@ def test_sparse_embedding_gradients_train_exactly_as_dense_ones(small_config):
                 if model is dense:
                     optimizer.zero_grad()
                 else:
-                    zero_sparse_grad()
+                    gradients.zero()
             assert sparse.pooler.dense.weight.grad is None  # only embedding gradients are kept between steps
+            assert not sparse.embeddings.word.weight.grad.any()  # the touched rows were cleared
     assert not sparse.embeddings.word.sparse and sparse.embeddings.word.weight.grad is None
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+@pytest.mark.parametrize("tied_dense_gradient", [False, True])
+def test_clipping_on_touched_rows_into_fused_adamw_steps_as_clip_grad_norm_does(small_config, tied_dense_gradient):
+    torch.manual_seed(0)
+    reference = BertModel(small_config).eval()
+    ours = copy.deepcopy(reference)
+    # A large eps keeps AdamW's update linear in the gradient: otherwise the rounding of gradients that are
+    # zero in theory (the key biases') is blown up to whole steps of lr, and the two runs drift apart.
+    optimizers = [torch.optim.AdamW(parameter_groups(m, 0.01), lr=1e-2, eps=1.0, fused=True) for m in (reference, ours)]
+
+    def loss(model: BertModel, step: int) -> torch.Tensor:
+        batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=step)
+        pooled = model(**batch).pooler_output
+        if tied_dense_gradient:  # as the MLM decoder does: a dense gradient into the word table too
+            return (pooled @ model.embeddings.word.weight.T).square().sum()
+        return pooled.square().sum()
+
+    with Gradients(ours, sparse_embeddings=True) as gradients:
+        for step in range(3):
+            for max_norm in (1e-3, 1e3):  # clipped, then not
+                loss(reference, step).backward()
+                torch.nn.utils.clip_grad_norm_(reference.parameters(), max_norm)
+                loss(ours, step).backward()
+                gradients.clip(max_norm, optimizers[1])
+                for (name, a), b in zip(reference.named_parameters(), ours.parameters(), strict=True):
+                    scaled = b.grad / optimizers[1].grad_scale
+                    assert torch.allclose(a.grad, scaled, rtol=1e-4, atol=1e-4 * a.grad.abs().max()), name
+                for optimizer in optimizers:
+                    optimizer.step()
+                optimizers[0].zero_grad()
+                gradients.zero()
+                assert not ours.embeddings.word.weight.grad.any()
+    for (name, a), b in zip(reference.named_parameters(), ours.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 
 

@@ -21,7 +21,7 @@ from bertkit.data.readers import read_table
 from bertkit.device import best_of, pick_device
 from bertkit.tasks.base import to_device
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.trainer import LowPrecisionEncoder, Precision, parameter_groups, sparse_embedding_gradients
+from bertkit.train.trainer import Gradients, LowPrecisionEncoder, Precision, parameter_groups
 
 CPU = torch.device("cpu")
 # Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
@@ -245,12 +245,13 @@ def interleaved_steps(
     device: torch.device = CPU,
     flops_of: Callable[[dict], float] | None = None,
 ) -> dict:
-    """Real (non-pad) training tokens/s of each model, every one taking an AdamW step on each batch in
-    turn (the order rotating from batch to batch), so that all see the same machine load.
+    """Real (non-pad) training tokens/s of each model, every one clipping its gradients to norm 1 and taking
+    an AdamW step on each batch in turn (the order rotating from batch to batch), so that all see the same
+    machine load.
     `loss_fns[name](model, batch)` gives the loss; models named in `autocast` run their forward under
-    autocast to that dtype; models named in `bertkit_steps` clear their gradients as bertkit's trainer does
-    on that device (`sparse_embedding_gradients` on a CPU) and, under bf16, step with bf16 encoder weights as
-    it does (`LowPrecisionEncoder`); the others clear them as transformers' Trainer does. The
+    autocast to that dtype; models named in `bertkit_steps` clip and clear their gradients as bertkit's
+    trainer does on that device (`Gradients`) and, under bf16, step with bf16 encoder weights as it does
+    (`LowPrecisionEncoder`); the others clip and clear them as transformers' Trainer does. The
     models must already be on `device`. The first `warmup_steps` batches are not timed. With `flops_of`
     (a batch's model FLOPs), `model_tflops` gives each model's model TFLOP/s."""
     optimizers = {
@@ -262,10 +263,8 @@ def interleaved_steps(
         for name, model in models.items()
     }
     with contextlib.ExitStack() as stack:
-        zero_grads = {
-            name: stack.enter_context(
-                sparse_embedding_gradients(model, enabled=name in bertkit_steps and device.type == "cpu")
-            )
+        gradients = {
+            name: stack.enter_context(Gradients(model, name in bertkit_steps and device.type == "cpu"))
             for name, model in models.items()
         }
         names = list(models)
@@ -283,8 +282,12 @@ def interleaved_steps(
                     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                         loss = loss_fns[name](model, batch)
                     loss.backward()
+                if name in bertkit_steps:
+                    gradients[name].clip(1.0, optimizers[name])
+                else:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizers[name].step()
-                zero_grads[name]()
+                gradients[name].zero()
                 _synchronize(device)
                 if index >= warmup_steps:
                     seconds[name] += time.perf_counter() - started

@@ -71,31 +71,75 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-@contextlib.contextmanager
-def sparse_embedding_gradients(model: nn.Module, enabled: bool) -> Iterator[Callable[[], None]]:
-    """Yields the function that clears gradients between optimizer steps.
+class Gradients:
+    """The gradients between optimizer steps: the rows they touched, their clipping and their clearing.
 
-    Enabled (it pays on a CPU), the embedding tables send sparse gradients, added row by row into dense
-    gradient buffers that stay allocated and are zeroed in place: a step touches a few hundred rows of a
-    30,000-row word table, but a dense backward allocates and zeroes the whole table (47 MB for MiniLM)
-    every step. The sums are the same; every other gradient is freed after each step as usual."""
-    tables = [m for m in model.modules() if isinstance(m, nn.Embedding) and m.weight.requires_grad] if enabled else []
-    buffers = {table.weight: torch.zeros_like(table.weight) for table in tables}
+    With `sparse_embeddings` (it pays on a CPU), the embedding tables send sparse gradients, added row by row
+    into dense gradient buffers that stay allocated: a step touches a few hundred rows of a 30,000-row word
+    table, but a dense backward allocates and zeroes the whole table (47 MB for MiniLM) every step. The rows a
+    step touched are noted, so that the norm and the zeroing read and write only them. The sums are the same;
+    every other gradient is freed after each step as usual. Use it as a context manager."""
 
-    def zero_grad() -> None:
-        model.zero_grad(set_to_none=True)
-        for weight, buffer in buffers.items():
-            weight.grad = buffer.zero_()
+    def __init__(self, model: nn.Module, sparse_embeddings: bool) -> None:
+        self.model = model
+        modules = model.modules() if sparse_embeddings else []
+        self.tables = [m for m in modules if isinstance(m, nn.Embedding) and m.weight.requires_grad]
+        self.buffers = {table.weight: torch.zeros_like(table.weight) for table in self.tables}
+        self.touched: dict[Tensor, list[Tensor] | None] = {weight: [] for weight in self.buffers}
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []
 
-    for table in tables:
-        table.sparse = True
-    zero_grad()
-    try:
-        yield zero_grad
-    finally:
-        for table in tables:
+    def _noting_rows(self, weight: Tensor) -> Callable[[Tensor], None]:
+        def note(grad: Tensor) -> None:
+            rows = self.touched[weight]
+            if rows is not None:
+                # a dense gradient (the MLM decoder shares the word table) may touch every row
+                self.touched[weight] = rows + [grad._indices()[0]] if grad.is_sparse else None
+
+        return note
+
+    def __enter__(self) -> Gradients:
+        for table in self.tables:
+            table.sparse = True
+        self.hooks = [weight.register_hook(self._noting_rows(weight)) for weight in self.buffers]
+        self.zero()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for table in self.tables:
             table.sparse = False
-        model.zero_grad(set_to_none=True)
+        for hook in self.hooks:
+            hook.remove()
+        self.model.zero_grad(set_to_none=True)
+
+    def zero(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+        for weight, buffer in self.buffers.items():
+            rows = self.touched[weight]
+            if rows is None:
+                buffer.zero_()
+            elif rows:
+                buffer.index_fill_(0, torch.cat(rows), 0.0)
+            weight.grad, self.touched[weight] = buffer, []
+
+    def clip(self, max_norm: float, fused_optimizer: torch.optim.Optimizer | None) -> None:
+        """Scale the gradients down to a total norm of at most `max_norm`, as `clip_grad_norm_` does. A fused
+        optimizer is handed the factor instead (its `grad_scale`, which its next step divides by on the fly),
+        which saves a pass over every gradient."""
+        dense = [p.grad for p in self.model.parameters() if p.grad is not None and p not in self.buffers]
+        norms = [torch.nn.utils.get_total_norm(dense)]
+        for weight, buffer in self.buffers.items():
+            rows = self.touched[weight]
+            if rows is None:
+                norms.append(torch.linalg.vector_norm(buffer))
+            elif rows:
+                norms.append(torch.linalg.vector_norm(buffer.index_select(0, torch.cat(rows).unique())))
+        total = torch.linalg.vector_norm(torch.stack(norms))
+        divisor = ((total + 1e-6) / max_norm).clamp(min=1.0)
+        if fused_optimizer is not None:
+            fused_optimizer.grad_scale = divisor
+        else:
+            for grad in dense + list(self.buffers.values()):
+                grad.div_(divisor)
 
 
 class LowPrecisionEncoder:
@@ -245,7 +289,9 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,
         )
         stop = progress.step >= total_steps
-        with sparse_embedding_gradients(model, enabled=self.device.type == "cpu") as zero_grad:
+        # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
+        fused_optimizer = optimizer if optimizer.defaults["fused"] and scaler is None else None
+        with Gradients(model, sparse_embeddings=self.device.type == "cpu") as gradients:
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
             while not stop and progress.epoch < config.n_epochs:
                 examples = examples_of(progress.epoch)
@@ -259,14 +305,14 @@ class Trainer:
                         loss_value, tokens, last_outputs, last_targets = self._accumulate(group, examples, scaler)
                     if scaler is not None:
                         scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    gradients.clip(config.max_grad_norm, fused_optimizer)
                     if scaler is not None:
                         scaler.step(optimizer)
                         scaler.update()
                     else:
                         optimizer.step()
                     scheduler.step()
-                    zero_grad()
+                    gradients.zero()
                     elapsed = time.perf_counter() - started
                     progress.batch += len(group)
                     progress.step += 1
