@@ -80,7 +80,7 @@ def common_masks() -> Iterator[None]:
 
         return wrapped
 
-    def attention_noting_group(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, p: float) -> Tensor:
+    def attention_noting_group(q: Tensor, k: Tensor, v: Tensor, key_mask: bert.KeyMask | None, p: float) -> Tensor:
         groups = state.packing.groups if state.packing is not None else []
         state.group = next((group for group in groups if group.key_mask is key_mask), None)
         return group_attention(q, k, v, key_mask, p)

@@ -10,7 +10,7 @@ one layer serves two layouts of the same batch:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -41,7 +41,24 @@ ACTIVATIONS = {
 }
 
 
-def _attention(q: Tensor, kv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
+@dataclass(eq=False)  # compared by identity: a mask is one batch's
+class KeyMask:
+    """Which keys are real tokens: `mask` (n, 1, 1, length) is True there. The spelled-out attention adds a
+    bias of 0 or -inf to the scores instead; it is built once per shape and dtype and serves every layer."""
+
+    mask: Tensor
+    biases: dict[tuple, Tensor] = field(default_factory=dict)
+
+    def bias(self, n_heads: int, n_queries: int, dtype: torch.dtype) -> Tensor:
+        """(n * n_heads, n_queries, length): 0 at real keys, -inf at padding."""
+        shape = (self.mask.shape[0], n_heads, n_queries, self.mask.shape[-1])
+        if (shape, dtype) not in self.biases:
+            bias = torch.zeros(shape, dtype=dtype, device=self.mask.device).masked_fill_(~self.mask, float("-inf"))
+            self.biases[shape, dtype] = bias.flatten(0, 1)
+        return self.biases[shape, dtype]
+
+
+def _attention(q: Tensor, kv: Tensor, key_mask: KeyMask | None, n_heads: int, dropout_p: float) -> Tensor:
     """Queries (batch, queries, dim) over keys and values (batch, seq, 2*dim) -> (batch, queries, dim)."""
     if _cheap_dropout(q, dropout_p):
         return _attention_with_cheap_dropout(*_heads(q, 1, n_heads), *_heads(kv, 2, n_heads), key_mask, dropout_p)
@@ -49,11 +66,12 @@ def _attention(q: Tensor, kv: Tensor, key_mask: Tensor | None, n_heads: int, dro
     head_dim = dim // n_heads
     q = q.view(batch, n_queries, n_heads, head_dim).transpose(1, 2)
     k, v = kv.view(batch, kv.shape[1], 2, n_heads, head_dim).permute(2, 0, 3, 1, 4)
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)
+    mask = key_mask.mask if key_mask is not None else None
+    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     return context.transpose(1, 2).reshape(batch, n_queries, dim)
 
 
-def _padded_attention(qkv: Tensor, key_mask: Tensor | None, n_heads: int, dropout_p: float) -> Tensor:
+def _padded_attention(qkv: Tensor, key_mask: KeyMask | None, n_heads: int, dropout_p: float) -> Tensor:
     """(batch, seq, 3*dim) fused projections -> (batch, seq, dim) attention output."""
     if _cheap_dropout(qkv, dropout_p):
         return _attention_with_cheap_dropout(*_heads(qkv, 3, n_heads), key_mask, dropout_p)
@@ -72,16 +90,22 @@ def _heads(x: Tensor, parts: int, n_heads: int) -> tuple[Tensor, ...]:
     return x.view(batch, seq, parts, n_heads, width // (parts * n_heads)).permute(2, 0, 3, 1, 4).contiguous().unbind()
 
 
-def _attention_with_cheap_dropout(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout_p: float) -> Tensor:
+def _attention_with_cheap_dropout(
+    q: Tensor, k: Tensor, v: Tensor, key_mask: KeyMask | None, dropout_p: float
+) -> Tensor:
     """What SDPA computes, spelled out so that the dropout mask is drawn the cheap way. q (batch, heads, queries,
     head_dim), k and v (batch, heads, seq, head_dim), all contiguous, so that every product is one `bmm` on
-    views -> (batch, queries, dim)."""
+    views -> (batch, queries, dim). The mask's bias enters the first product as its starting value
+    (`baddbmm`), with the scaling: one operator where a product, a scaling and a fill would be three."""
     batch, n_heads, n_queries, head_dim = q.shape
     seq = k.shape[2]
-    scores = torch.bmm(q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2)).mul_(head_dim**-0.5)
+    keys = k.flatten(0, 1).transpose(1, 2)
+    if key_mask is None:
+        scores = torch.bmm(q.flatten(0, 1), keys).mul_(head_dim**-0.5)
+    else:
+        bias = key_mask.bias(n_heads, n_queries, q.dtype)
+        scores = torch.baddbmm(bias, q.flatten(0, 1), keys, alpha=head_dim**-0.5)
     scores = scores.view(batch, n_heads, n_queries, seq)
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask, float("-inf"))
     probs = dropout(scores.softmax(dim=-1), dropout_p, training=True)
     context = torch.bmm(probs.view(batch * n_heads, n_queries, seq), v.flatten(0, 1))
     return context.view(batch, n_heads, n_queries, head_dim).transpose(1, 2).reshape(batch, n_queries, -1)
@@ -107,15 +131,15 @@ class Layout(Protocol):
 
 @dataclass
 class Padded:
-    """A (batch, seq) grid; `key_mask` (batch, 1, 1, seq) is True at real tokens, None when none is padding."""
+    """A (batch, seq) grid; `key_mask` marks its real tokens, None when none is padding."""
 
-    key_mask: Tensor | None
+    key_mask: KeyMask | None
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor | None) -> Padded:
         if attention_mask is None or bool(attention_mask.all()):
             return cls(None)
-        return cls(attention_mask.bool()[:, None, None, :])
+        return cls(KeyMask(attention_mask.bool()[:, None, None, :]))
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         return _padded_attention(qkv, self.key_mask, n_heads, dropout_p)
@@ -134,12 +158,12 @@ class Padded:
 class AttentionGroup:
     """A few sequences of similar length, laid out on their own small (n, length) grid for attention.
 
-    `members` are their batch rows and `key_mask` (n, 1, 1, length) is True at real tokens.
+    `members` are their batch rows and `key_mask` marks the real tokens of the grid.
     """
 
     members: Tensor
     length: int
-    key_mask: Tensor
+    key_mask: KeyMask
 
     @property
     def size(self) -> int:
@@ -192,7 +216,7 @@ class Packing:
             positions = torch.arange(length, device=device)
             real = positions < lengths[members, None]  # (n, length)
             rows = starts[members, None] + positions
-            groups.append(AttentionGroup(members, length, real[:, None, None, :]))
+            groups.append(AttentionGroup(members, length, KeyMask(real[:, None, None, :])))
             gather.append(torch.where(real, rows, 0).flatten())
             # each real token's output sits at its slot of this group's grid, after the grids of earlier groups
             scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
