@@ -18,13 +18,16 @@ from bertkit.model.dropout import dropout
 from bertkit.train.trainer import Gradients, LowPrecisionEncoder, parameter_groups
 
 
-def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.97])
+def test_dropout_keeps_one_minus_p_and_preserves_the_mean(p):
     torch.manual_seed(0)
     x = torch.ones(400, 1000)
-    out = dropout(x, 0.1, training=True)
+    out = dropout(x, p, training=True)
     kept = out != 0
-    assert abs(kept.float().mean().item() - 0.9) < 0.002
-    assert abs(out.mean().item() - 1.0) < 0.003
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.002
+    assert abs(out.mean().item() - 1.0) < 0.003 * (9 * p / (1 - p)) ** 0.5  # 0.003 at p = 0.1, wider with the variance
+    if p != 0.1:
+        return
     # each of the four 16-bit lanes of a draw is uniform, and neighbours are independent
     lanes = kept.flatten().view(-1, 4).float().mean(dim=0)
     assert (lanes - 0.9).abs().max().item() < 0.004
@@ -35,6 +38,8 @@ def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
 def test_dropout_is_seeded_identity_in_eval_and_passes_gradients_through_the_mask():
     x = torch.randn(7, 33, requires_grad=True)
     assert dropout(x, 0.1, training=False) is x
+    assert dropout(x, 1e-9, training=True) is x  # rounds to no dropped level of 2^16
+    assert dropout(x, 1 - 1e-9, training=True).isfinite().all()  # rounds to all but one level dropped
     torch.manual_seed(3)
     first = dropout(x, 0.3, training=True)
     torch.manual_seed(3)
