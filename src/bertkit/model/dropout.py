@@ -3,8 +3,9 @@
 On a CPU, torch draws one Mersenne Twister number per element for a dropout mask; with a 2-core budget that
 costs about as much as a tenth of a BERT training step. Here one 64-bit draw is split into four 16-bit
 levels, so a mask takes a quarter of the draws. The drop probability is rounded to a multiple of 2^-16
-(0.1 becomes 0.100006; one level is always kept) and the kept values are scaled by the exact inverse of the rounded keep probability,
-so the expected output still equals the input. Elsewhere (CUDA, MPS) torch's own dropout is already cheap.
+(0.1 becomes 0.100006; one level is always kept) and the kept values are scaled by the exact inverse of the
+rounded keep probability, so the expected output still equals the input. Elsewhere (CUDA, MPS) torch's own
+dropout is already cheap.
 """
 
 from __future__ import annotations
