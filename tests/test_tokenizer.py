@@ -130,3 +130,27 @@ def test_saved_korean_tokenizer_keeps_hangul_in_transformers(korean_dir, tmp_pat
     Tokenizer.from_pretrained(korean_dir).save_pretrained(tmp_path / "saved")
     theirs = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert theirs.tokenize("한국어는 CAFÉ") == ["한국어", "##는", "cafe"]
+
+
+def test_encoding_from_eight_threads_at_once_gives_the_ids_of_one_thread(minilm_dir):
+    """Each thread truncates to its own length, so a tokenizer whose truncation were shared state would cut
+    one thread's texts at another thread's length."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokenizer = Tokenizer.from_pretrained(minilm_dir)
+    texts = generate_lines(400, seed=3)
+    pairs = generate_lines(400, seed=4)
+    lengths = [8, 16, 24, 32, 48, 64, 96, 128]
+
+    def encode(max_length: int) -> list[list[int]]:
+        return [
+            e.ids
+            for _ in range(5)
+            for e in tokenizer.encode_batch(texts, pairs if max_length % 16 else None, max_length=max_length)
+        ]
+
+    expected = [encode(n) for n in lengths]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(encode, lengths))
+    assert got == expected
+    assert {len(ids) for ids in got[0]} <= set(range(9)) and max(len(ids) for ids in got[-1]) > 64

@@ -14,6 +14,7 @@ from tiny import make_setup, write_tsv
 
 import bertkit
 from bertkit.config import RunConfig
+from bertkit.data.corpora import bbc_news
 from bertkit.device import cpu_bf16_speedup
 from bertkit.run import train
 from bertkit.train.trainer import Precision
@@ -43,7 +44,7 @@ def final_weights(run_dir: Path) -> dict:
 
 
 def test_auto_precision_takes_bf16_on_a_cpu_only_where_its_matmuls_pay(monkeypatch):
-    assert cpu_bf16_speedup() > 0  # the real probe, which conftest replaces in every test
+    assert cpu_bf16_speedup() > 0  # the real probe
     cpu = torch.device("cpu")
     for speedup, dtype in ((0.55, None), (1.2, None), (2.4, torch.bfloat16), (5.0, torch.bfloat16)):
         monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda speedup=speedup: speedup)
@@ -54,7 +55,7 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_where_its_matmuls_pay(monkeypat
 
 def test_a_resumed_auto_run_keeps_the_precision_it_started_in(tmp_path, monkeypatch):
     setup = make_setup(tmp_path)
-    setup["train"].update(total_steps=4, save_steps=2)
+    setup["train"].update(total_steps=4, save_steps=2, precision="auto")
     monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 5.0)  # `auto` picks bf16
     train(RunConfig.from_dict(setup))
     monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 1.0)  # the probe now says fp32
@@ -180,13 +181,6 @@ def test_multi_label_and_regression(tmp_path):
     assert results["dev_pearson"] > 0.8
 
 
-def test_early_stopping(tmp_path):
-    setup = make_setup(tmp_path)
-    setup["train"].update(n_epochs=50, patience=2, save_steps=4, lr=1e-2)
-    results = train(RunConfig.from_dict(setup))
-    assert results["steps"] < 50 * 16
-
-
 def test_user_errors_exit_2_with_file_and_line_and_no_traceback(tmp_path):
     setup = make_setup(tmp_path)
     cases = {}
@@ -228,3 +222,26 @@ def test_predict_and_evaluate_commands(tmp_path):
         result = run_cli("predict", model, "--input", str(inputs), "--output", str(out), "--precision", precision)
         assert result.returncode == 0, result.stderr
         assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == ["pos", "neg"]
+
+
+def test_minilm_fine_tunes_to_a_stated_accuracy_on_a_bbc_news_sample(tmp_path, minilm_dir):
+    """The real MiniLM weights on real data: 100 BBC News articles (every 14th of the training split), their
+    first 48 tokens, 4 epochs; scored on 100 test articles. 93% measured; 88% leaves room for rounding."""
+    files = bbc_news(tmp_path / "bbc")
+
+    def sample(split: str, n: int) -> str:
+        header, *lines = files[split].read_text(encoding="utf-8").splitlines()
+        path = tmp_path / f"{split}_sample.tsv"
+        path.write_text("\n".join([header, *lines[:: len(lines) // n][:n]]) + "\n", encoding="utf-8")
+        return str(path)
+
+    config = {
+        "model": str(minilm_dir),
+        "output_dir": str(tmp_path / "run"),
+        "max_len": 48,
+        "data": {"train": sample("train", 100), "test": sample("test", 100)},
+        "train": {"seed": 42, "batch_size": 16, "lr": 3e-4, "n_epochs": 4, "save_steps": 10**6, "precision": "fp32"},
+    }
+    results = train(RunConfig.from_dict(config))
+    assert results["steps"] == 28
+    assert results["test_accuracy"] >= 0.88

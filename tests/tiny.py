@@ -68,5 +68,6 @@ def make_setup(root: Path, n_train: int = 256, dropout: float = 0.0) -> dict:
             "warmup": 0.1,
             "save_steps": 10,
             "log_steps": 1,
+            "precision": "fp32",  # the same arithmetic on every CPU; `auto` would time bf16 on this one
         },
     }

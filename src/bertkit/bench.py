@@ -486,7 +486,12 @@ def _onnx_session(model, out: Path):
 
 
 def inference_side_by_side(
-    texts: list[str], model_dir: Path | None = None, batch_size: int = 32, max_len: int = 128, repeats: int = 3
+    texts: list[str],
+    model_dir: Path | None = None,
+    batch_size: int = 32,
+    max_len: int = 128,
+    repeats: int = 3,
+    precision: str = "auto",
 ) -> dict:
     """Sentences/s from raw text to class probabilities, batch by batch, on the same weights:
     - bertkit: `bertkit.load(dir).predict(texts)` (its own batching: by length, answers in input order);
@@ -504,7 +509,7 @@ def inference_side_by_side(
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "classifier"
         _classifier_directory(model_dir, directory, max_len)
-        ours = load(directory, "cpu")
+        ours = load(directory, "cpu", precision)
         ours.batch_size = batch_size
         theirs = AutoModelForSequenceClassification.from_pretrained(directory).eval()
         their_tokenizer = AutoTokenizer.from_pretrained(directory)

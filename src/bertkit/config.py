@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 from bertkit.errors import UserError
 
+log = logging.getLogger("bertkit")
 # Classic name -> Hugging Face name. The classic names are the attribute names.
 HF_NAMES = {
     "dim": "hidden_size",
@@ -61,6 +64,44 @@ HF_IGNORED = {
     "pooler_type",
     "tokenizer_class",
     "num_labels",
+    "label2id",
+    "finetuning_task",
+    "pruned_heads",
+    "torchscript",
+    "use_bfloat16",
+    "tf_legacy_loss",
+    "xla_device",
+    "prefix",
+    "task_specific_params",
+    "cross_attention_hidden_size",
+    "tie_encoder_decoder",
+    "decoder_start_token_id",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "output_scores",
+    "return_dict_in_generate",
+    # generation settings that older transformers versions write into every config
+    "max_length",
+    "min_length",
+    "do_sample",
+    "early_stopping",
+    "num_beams",
+    "num_beam_groups",
+    "diversity_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "typical_p",
+    "repetition_penalty",
+    "length_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "num_return_sequences",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
 }
 # Hugging Face settings that would change the network into one bertkit does not build.
 HF_UNSUPPORTED = {
@@ -115,6 +156,14 @@ def _read_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object at the top level")
     return data
+
+
+def _unread_hf_key(key: str, source: str) -> None:
+    """A key bertkit does not read: an error when it looks like a misspelt network setting, else a warning."""
+    network_keys = [*HF_NAMES.values(), *HF_UNSUPPORTED]
+    if close := difflib.get_close_matches(key, network_keys, n=1, cutoff=0.8):
+        raise UserError(f"{source}: unknown key '{key}' (did you mean '{close[0]}'?)")
+    log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)
 
 
 @dataclasses.dataclass
@@ -184,6 +233,8 @@ class ModelConfig:
                 values["id2label"] = {int(i): name for i, name in value.items()}
             elif key == "problem_type":
                 values["problem_type"] = value
+            elif key not in HF_IGNORED and key not in HF_UNSUPPORTED and not key.startswith("_"):
+                _unread_hf_key(key, source)
         return _build(cls, values, source)
 
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,7 +158,20 @@ class Tokenizer:
             vocab[self.special_tokens[role]]
             for role in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
         )
-        self._fast = self._build_fast()
+        self._fast = self._build_fast()  # never truncates
+        # One pipeline per truncation setting, built once: truncation is state of a `tokenizers` pipeline, and
+        # changing it per call would let one thread cut another's texts.
+        self._truncating: dict[tuple[int, str], FastTokenizer] = {}
+        self._truncating_lock = threading.Lock()
+
+    def _truncating_pipeline(self, max_length: int, strategy: str) -> FastTokenizer:
+        key = (max_length, strategy)
+        with self._truncating_lock:
+            if key not in self._truncating:
+                pipeline = FastTokenizer.from_str(self._fast.to_str())
+                pipeline.enable_truncation(max_length, strategy=strategy)
+                self._truncating[key] = pipeline
+            return self._truncating[key]
 
     def _build_fast(self) -> FastTokenizer:
         fast = FastTokenizer(
@@ -248,10 +262,10 @@ class Tokenizer:
             raise UserError(f"truncation must be one of {TRUNCATION_STRATEGIES}, got {truncation!r}")
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise UserError(f"{len(texts)} texts but {len(text_pairs)} paired texts")
-        self._fast.enable_truncation(max_length or self.model_max_length, strategy=truncation)
+        pipeline = self._truncating_pipeline(max_length or self.model_max_length, truncation)
         inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
         try:
-            encoded = self._fast.encode_batch(inputs)
+            encoded = pipeline.encode_batch(inputs)
         except Exception as err:  # tokenizers raises a bare Exception when a pair cannot be cut as asked
             raise UserError(f"cannot truncate with {truncation!r} to {max_length}: {err}") from None
         return [
@@ -260,7 +274,6 @@ class Tokenizer:
 
     def ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without [CLS]/[SEP] and without truncation (for pretraining corpora)."""
-        self._fast.no_truncation()
         return [e.ids for e in self._fast.encode_batch(list(texts), add_special_tokens=False)]
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:

@@ -1,0 +1,122 @@
+"""What the trainer promises: accumulation, time budgets, early stopping, exact resume, seeds, the dev file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny import make_setup
+
+import bertkit
+from bertkit.cli import main
+from bertkit.config import RunConfig
+from bertkit.run import train
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def checkpoint_weights(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+
+
+def test_accumulated_micro_batches_give_the_update_of_one_large_batch(tmp_path):
+    """Two micro-batches of 16 per step train the model that batches of 32 train: the same examples per step,
+    the same mean loss, the same schedule. Compared by the loss curve and by the model's outputs (a key bias
+    has a gradient of zero in theory and only rounding in practice, so its weights are not compared)."""
+    runs = {}
+    for name, batch_size, accumulate in (("large", 32, 1), ("accumulated", 16, 2)):
+        setup = make_setup(tmp_path / name)
+        setup["train"].update(batch_size=batch_size, grad_accum=accumulate, n_epochs=1, precision="fp32")
+        runs[name] = train(RunConfig.from_dict(setup)), Path(setup["output_dir"])
+    (large, large_dir), (accumulated, accumulated_dir) = runs["large"], runs["accumulated"]
+    assert large["steps"] == accumulated["steps"] == 8
+    losses = [[r["loss"] for r in records(d, "train")] for d in (large_dir, accumulated_dir)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    texts = ["the movie was great", "awful plot and dull actors", "it really was superb !", "a poor film"]
+    a, b = (bertkit.load(d / "model", precision="fp32").predict(texts) for d in (large_dir, accumulated_dir))
+    for x, y in zip(a, b, strict=True):
+        assert x["probabilities"] == pytest.approx(y["probabilities"], abs=1e-4)
+
+
+def test_a_spent_time_budget_stops_evaluates_and_saves(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["train"].update(max_minutes=1e-6, save_steps=1000, precision="fp32")  # spent by the first step
+    results = train(RunConfig.from_dict(setup))
+    run_dir = Path(setup["output_dir"])
+    assert results["steps"] == 1
+    assert [r["step"] for r in records(run_dir, "eval")] == [1]
+    assert (run_dir / "checkpoints" / "step-00000001" / "model.safetensors").is_file()
+    assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_early_stopping_stops_after_exactly_patience_evaluations_without_gain(tmp_path):
+    setup = make_setup(tmp_path)
+    # A learning rate this small leaves the dev accuracy where it starts: no evaluation after the first gains.
+    setup["train"].update(n_epochs=10, patience=3, save_steps=4, lr=1e-12, precision="fp32")
+    results = train(RunConfig.from_dict(setup))
+    evaluations = records(Path(setup["output_dir"]), "eval")
+    assert [r["step"] for r in evaluations] == [4, 8, 12, 16]
+    assert len({r["accuracy"] for r in evaluations}) == 1
+    assert results["steps"] == 16 and results["best_dev_step"] == 4
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resuming_from_a_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_path, precision):
+    setup = make_setup(tmp_path / "whole", dropout=0.1)  # dropout: the random state must resume too
+    setup["train"].update(save_steps=5, keep_checkpoints=100, n_epochs=2, precision=precision)
+    train(RunConfig.from_dict(setup))
+    whole = Path(setup["output_dir"])
+
+    # The state a run killed after step 10 leaves behind: its files, and no checkpoint past step 10.
+    cut = tmp_path / "cut" / "run"
+    shutil.copytree(whole, cut)
+    for checkpoint in (cut / "checkpoints").glob("step-*"):
+        if int(checkpoint.name.removeprefix("step-")) > 10:
+            shutil.rmtree(checkpoint)
+    for name in ("results.json", "dev_metrics.json", "test_metrics.json"):
+        (cut / name).unlink()
+    train(RunConfig.from_dict({**setup, "output_dir": str(cut)}), resume=True)
+
+    last = max(int(p.name.removeprefix("step-")) for p in (whole / "checkpoints").glob("step-*"))
+    a, b = checkpoint_weights(whole, last), checkpoint_weights(cut, last)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((whole / "test_metrics.json").read_text()) == json.loads((cut / "test_metrics.json").read_text())
+    assert [r["loss"] for r in records(whole, "train")] == [r["loss"] for r in records(cut, "train")]
+
+
+def test_seeds_run_apart_and_are_summarised(tmp_path, capsys):
+    setup = make_setup(tmp_path)
+    setup["train"].update(n_epochs=1, precision="fp32")
+    (tmp_path / "run.json").write_text(json.dumps(setup))
+    assert main(["train", str(tmp_path / "run.json"), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "test_accuracy: " in out and " ± " in out
+    run_dir = Path(setup["output_dir"])
+    summary = json.loads((run_dir / "seeds_summary.json").read_text())
+    seeds = [json.loads((run_dir / f"seed-{s}" / "results.json").read_text()) for s in (7, 8)]
+    assert summary["test_accuracy"]["values"] == [s["test_accuracy"] for s in seeds]
+    assert summary["test_accuracy"]["mean"] == pytest.approx(sum(s["test_accuracy"] for s in seeds) / 2)
+    weights = [load_file(run_dir / f"seed-{s}" / "model" / "model.safetensors") for s in (7, 8)]
+    assert not torch.equal(weights[0]["classifier.weight"], weights[1]["classifier.weight"])
+
+
+def test_dev_metrics_come_from_the_dev_file(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["train"].update(n_epochs=1, precision="fp32")
+    dev = tmp_path / "dev_positive.tsv"
+    lines = (tmp_path / "dev.tsv").read_text().splitlines()
+    dev.write_text("\n".join([lines[0], *(line for line in lines[1:] if line.endswith("\tpos"))]) + "\n")
+    n_positive = len(dev.read_text().splitlines()) - 1
+    setup["data"]["dev"] = str(dev)
+    train(RunConfig.from_dict(setup))
+    run_dir = Path(setup["output_dir"])
+    dev_metrics = json.loads((run_dir / "dev_metrics.json").read_text())
+    assert dev_metrics["per_class"]["pos"]["support"] == n_positive
+    assert dev_metrics["per_class"]["neg"]["support"] == 0
+    test_metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    assert test_metrics["per_class"]["neg"]["support"] > 0
