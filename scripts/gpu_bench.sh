@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 5's GPU targets, side by side with transformers, for a session that the device tool lends a GPU.
+# The GPU benchmarks, side by side with transformers, on a machine with a CUDA GPU.
 #   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 21 MB):
 #                                  the NSMC vocabulary and prepared corpus, RT sentences' train split and MiniLM's
 #                                  vocabulary (its weights are too big to carry; speed does not depend on them)
-#   scripts/gpu_bench.sh run       there: device run with carry [".gpu"]; JSON results land in $OUT
+#   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: JSON results land in $OUT (or runs/)
 # The GPU machine's python3 already holds torch, transformers, tokenizers, safetensors and tqdm.
 set -euo pipefail
 case "${1:-}" in
@@ -21,7 +21,7 @@ run)
   # Pretraining at seq 128, BERT-base shape, bf16 (target: model FLOPs utilisation at least 50%).
   python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
     --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set corpus.prepared=.gpu/nsmc_corpus \
-    --set corpus.nsp=true --set train.batch_size=128 | tee "$out/gpu_pretrain.json"
+    --set pretrain.nsp=true --set train.batch_size=128 | tee "$out/gpu_pretrain.json"
   # Mixed-length fine-tuning (target: at least 2x transformers with SDPA), MiniLM-L6 and BERT-base shapes.
   for model in minilm_l6 bert_base; do
     python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \

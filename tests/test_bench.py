@@ -6,7 +6,9 @@ import torch
 from tiny import make_setup
 from torch.utils.flop_counter import FlopCounterMode
 
-from bertkit.bench import finetune_steps_side_by_side, inference_side_by_side, training_flops
+from benchmarks.common import training_flops
+from benchmarks.infer import inference_side_by_side
+from benchmarks.steps import finetune_steps_side_by_side
 from bertkit.cli import main
 from bertkit.config import ModelConfig
 from bertkit.model.bert import BertModel

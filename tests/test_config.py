@@ -1,8 +1,10 @@
 import json
+import re
 
 import pytest
 
 from bertkit import ModelConfig, TrainConfig, UserError
+from bertkit.config import RunConfig
 
 CLASSIC_MODEL = {
     "dim": 256,
@@ -96,3 +98,26 @@ def test_misspelt_key_in_a_hugging_face_config_is_reported(tmp_path, minilm_dir,
     data["my_note"] = "fine-tuned on RT"
     ModelConfig.from_json(write(tmp_path, data))
     assert "key 'my_note' is not read" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"data": {"train": "t.tsv", "text": "sentence"}}, "key 'data.text' is now 'classify.text'"),
+        ({"problem_type": "regression"}, "key 'problem_type' is now 'classify.problem_type'"),
+        ({"task": "pretrain", "corpus": {"nsp": False}}, "key 'corpus' is now 'pretrain'"),
+        ({"classify": {"txt": "sentence"}}, "unknown key 'classify.txt'"),
+        ({"task": "tag"}, "unknown task 'tag'"),
+    ],
+)
+def test_run_config_keys_of_earlier_versions_say_where_they_moved(tmp_path, change, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        RunConfig.from_json(write(tmp_path, change))
+
+
+def test_each_task_reads_its_own_section(tmp_path):
+    config = RunConfig.from_json(write(tmp_path, {"classify": {"text": "sentence", "problem_type": "multi_label"}}))
+    assert (config.settings.text, config.settings.problem_type) == ("sentence", "multi_label")
+    assert RunConfig.from_dict(config.to_dict()) == config
+    pretraining = RunConfig.from_json(write(tmp_path, {"pretrain": {"nsp": False}}), defaults={"task": "pretrain"})
+    assert pretraining.task == "pretrain" and pretraining.settings.nsp is False

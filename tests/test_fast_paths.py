@@ -5,17 +5,17 @@ weights with fp32 masters."""
 import contextlib
 import copy
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from common_masks import common_masks
 from conftest import MANY_LENGTHS, random_batch
 
 from bertkit import BertModel
-from bertkit.model.bert import Encoder
+from bertkit.model.bert import Encoder, set_unpad
 from bertkit.model.dropout import dropout
-from bertkit.train.trainer import Gradients, LowPrecisionEncoder, parameter_groups
+from bertkit.train.step import parameter_groups
+from bertkit.train.step_techniques import Gradients, LowPrecisionEncoder
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.97])
@@ -63,7 +63,8 @@ def test_attention_spelled_out_for_cheap_dropout_computes_what_sdpa_does(small_c
         expected = model.eval()(**batch).last_hidden_state[real], model.pooled(**batch)
         model.train()
         for unpad in (False, True):
-            got = model(**batch, unpad=unpad).last_hidden_state[real], model.pooled(**batch, unpad=unpad)
+            set_unpad(model, unpad)
+            got = model(**batch).last_hidden_state[real], model.pooled(**batch)
             assert all((a - b).abs().max().item() < 1e-5 for a, b in zip(got, expected, strict=True))
 
 
@@ -141,10 +142,15 @@ def test_bf16_encoder_weights_train_as_bf16_autocast_does_and_leave_fp32_weights
             with low_precision.step() if model is bf16_weights else contextlib.nullcontext():
                 if model is bf16_weights:
                     assert {p.dtype for p in model.encoder.parameters()} == {torch.bfloat16}
+                    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the residual stream too
+                        assert (
+                            model(**random_batch(small_config.vocab_size, [4])).last_hidden_state.dtype
+                            == torch.bfloat16
+                        )
                 for half in range(2):  # two batches accumulated into one step
                     batch = random_batch(small_config.vocab_size, [9, 5, 7], seed=2 * step + half)
                     with torch.autocast("cpu", dtype=torch.bfloat16):
-                        model(**batch, unpad=True).pooler_output.float().sum().backward()
+                        model(**batch).pooler_output.float().sum().backward()
             assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
             optimizer.step()
             optimizer.zero_grad()
@@ -152,15 +158,6 @@ def test_bf16_encoder_weights_train_as_bf16_autocast_does_and_leave_fp32_weights
     updates = [torch.cat([(p - s).flatten() for p, s in zip(m.parameters(), start, strict=True)]) for m in optimizers]
     # the same steps, rounded differently: bf16 keeps about 3 significant digits
     assert (updates[0] - updates[1]).abs().max() <= 0.03 * updates[0].abs().max()
-
-
-def _load_dropout_streams():
-    """scripts/dropout_streams.py, the diagnostic that gives the packed path the padded path's masks."""
-    path = Path(__file__).parents[1] / "scripts" / "dropout_streams.py"
-    spec = importlib.util.spec_from_file_location("dropout_streams", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_with_the_padded_paths_masks_the_packed_path_trains_the_same_model(small_config):
@@ -173,13 +170,14 @@ def test_with_the_padded_paths_masks_the_packed_path_trains_the_same_model(small
     model = BertModel(config).train()
 
     def run(unpad: bool, pooled: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        set_unpad(model, unpad)
         model.zero_grad()
         torch.manual_seed(7)
-        out = model.pooled(**batch, unpad=unpad) if pooled else model(**batch, unpad=unpad).last_hidden_state[real]
+        out = model.pooled(**batch) if pooled else model(**batch).last_hidden_state[real]
         (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
         return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
-    with _load_dropout_streams().common_masks():
+    with common_masks():
         for pooled in (True, False):
             (padded, padded_grads), (packed, packed_grads) = run(False, pooled), run(True, pooled)
             assert (padded - packed).abs().max().item() < 1e-5

@@ -44,3 +44,21 @@ def test_regression_matches_scipy():
     result = metrics.regression(predicted, gold)
     assert result["pearson"] == pytest.approx(stats.pearsonr(predicted, gold).statistic)
     assert result["spearman"] == pytest.approx(stats.spearmanr(predicted, gold).statistic)
+
+
+def test_accumulated_batch_by_batch_the_metrics_equal_those_of_the_whole_set(labelled):
+    predicted, gold = labelled
+    counts = metrics.ConfusionCounts(4)
+    for start in range(0, 500, 64):
+        counts.add(predicted[start : start + 64], gold[start : start + 64])
+    assert counts.report(list("abcd")) == metrics.single_label(predicted, gold, list("abcd"))
+    generator = torch.Generator().manual_seed(3)
+    gold_sets = torch.rand(200, 5, generator=generator) < 0.3
+    predicted_sets = gold_sets ^ (torch.rand(200, 5, generator=generator) < 0.15)
+    label_counts = metrics.MultiLabelCounts(5)
+    for start in range(0, 200, 64):
+        label_counts.add(predicted_sets[start : start + 64], gold_sets[start : start + 64])
+    whole = metrics.MultiLabelCounts(5)
+    whole.add(predicted_sets, gold_sets)
+    assert label_counts.report(list("abcde")) == whole.report(list("abcde"))
+    assert whole.report(list("abcde"))["subset_accuracy"] == pytest.approx(sk.accuracy_score(gold_sets, predicted_sets))

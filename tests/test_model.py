@@ -4,7 +4,8 @@ import transformers
 from conftest import MANY_LENGTHS, padded_batch, random_batch
 
 from bertkit import BertForPreTraining, BertModel, Tokenizer
-from bertkit.model.bert import PACKED_ROWS_MULTIPLE, Packing
+from bertkit.model.bert import set_unpad
+from bertkit.model.packed import PACKED_ROWS_MULTIPLE, Packing
 
 TOLERANCE = 1e-5
 LENGTHS = [64, 17, 40, 3, 29]
@@ -40,10 +41,11 @@ def test_minilm_matches_transformers(minilm_pair, minilm_batch):
     real = minilm_batch["attention_mask"].bool()
     expected = theirs(**minilm_batch)
     for unpad in (False, True):
-        got = ours(**minilm_batch, unpad=unpad)
+        set_unpad(ours, unpad)
+        got = ours(**minilm_batch)
         assert max_diff(got.last_hidden_state[real], expected.last_hidden_state[real]) < TOLERANCE
         assert max_diff(got.pooler_output, expected.pooler_output) < TOLERANCE
-        assert max_diff(ours.pooled(**minilm_batch, unpad=unpad), expected.pooler_output) < TOLERANCE
+        assert max_diff(ours.pooled(**minilm_batch), expected.pooler_output) < TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +79,11 @@ def test_random_pretraining_model_matches_transformers(random_pretraining_dir):
     expected = theirs(**batch, output_hidden_states=True)
     encoder = theirs.bert(**batch)
     for unpad in (False, True):
-        output = ours.bert(**batch, unpad=unpad)
+        set_unpad(ours, unpad)
+        output = ours.bert(**batch)
         assert max_diff(output.last_hidden_state[real], encoder.last_hidden_state[real]) < TOLERANCE
         assert max_diff(output.pooler_output, encoder.pooler_output) < TOLERANCE
-        mlm, nsp = ours(**batch, unpad=unpad)
+        mlm, nsp = ours(**batch)
         assert max_diff(mlm[real], expected.prediction_logits[real]) < TOLERANCE
         assert max_diff(nsp, expected.seq_relationship_logits) < TOLERANCE
 
@@ -94,13 +97,14 @@ def test_pretraining_at_masked_positions_only_gives_the_same_logits_and_gradient
     positions = torch.tensor([1, 5, 64 + 3, 3 * 64 + 1, 10 * 64 + 59, 18 * 64 + 54])
     last = model.bert.encoder.layers[-1]
     for unpad in (False, True):
+        set_unpad(model, unpad)
         results = []
         for masked_only in (False, True):
             model.zero_grad()
             if masked_only:
-                mlm, nsp = model(**batch, masked_positions=positions, unpad=unpad)
+                mlm, nsp = model(**batch, masked_positions=positions)
             else:
-                mlm, nsp = model(**batch, unpad=unpad)
+                mlm, nsp = model(**batch)
                 mlm = mlm.flatten(0, 1)[positions]
             (mlm.pow(2).mean() + nsp.pow(2).sum()).backward()
             results.append((mlm, nsp, last.ff_in.weight.grad.clone(), model.bert.embeddings.word.weight.grad.clone()))
@@ -118,8 +122,9 @@ def test_padded_and_packed_paths_agree_in_training_mode_gradients(small_config):
     assert rows % PACKED_ROWS_MULTIPLE == 0 and rows > real.sum()  # filler rows take part, and change nothing
     results = []
     for unpad in (False, True):
+        set_unpad(model, unpad)
         model.zero_grad()
-        output = model(**batch, unpad=unpad)
+        output = model(**batch)
         (output.last_hidden_state[real].pow(2).sum() + output.pooler_output.sum()).backward()
         grads = (model.encoder.layers[0].qkv.weight.grad.clone(), model.embeddings.word.weight.grad.clone())
         results.append((output.last_hidden_state[real], *grads))
@@ -142,10 +147,11 @@ def test_pooled_only_forward_gives_the_pooled_vector_and_its_gradients(small_con
     batch = random_batch(small_config.vocab_size, MANY_LENGTHS)
     last = model.encoder.layers[-1]
     for unpad in (False, True):
+        set_unpad(model, unpad)
         results = []
         for pooled_only in (False, True):
             model.zero_grad()
-            pooled = model.pooled(**batch, unpad=unpad) if pooled_only else model(**batch, unpad=unpad).pooler_output
+            pooled = model.pooled(**batch) if pooled_only else model(**batch).pooler_output
             pooled.pow(2).sum().backward()
             results.append((pooled, last.qkv.weight.grad.clone(), model.embeddings.word.weight.grad.clone()))
         for full, only in zip(*results, strict=True):

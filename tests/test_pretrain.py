@@ -144,7 +144,7 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
         "tokenizer": str(tmp_path / "vocab"),
         "output_dir": str(tmp_path / "run"),
         "max_len": 64,
-        "corpus": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 20},
+        "pretrain": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 20},
         "train": {"batch_size": 16, "n_epochs": 2, "lr": 1e-3, "save_steps": 20, "precision": "fp32"},
     }
     (tmp_path / "pretrain.json").write_text(json.dumps(config))
@@ -183,9 +183,25 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
 
     # continued pretraining (domain adaptation) from a Hugging Face directory, MLM only
     continued = ["--set", f"model={tmp_path / 'run' / 'model'}", "--set", f"output_dir={tmp_path / 'more'}"]
-    continued += ["--set", "corpus.nsp=false", "--set", "train.n_epochs=1"]
-    assert main(["pretrain", str(tmp_path / "pretrain.json"), *continued]) == 0
+    continued += ["--set", "pretrain.nsp=false", "--set", "train.n_epochs=1"]
+    # `bertkit train` runs a pretraining config too: one run path for every task
+    (tmp_path / "pretrain_task.json").write_text(json.dumps({**config, "task": "pretrain"}))
+    assert main(["train", str(tmp_path / "pretrain_task.json"), *continued]) == 0
     assert "dev_nsp_accuracy" not in json.loads((tmp_path / "more" / "results.json").read_text())
+
+    # the saved pretraining model fills in masks, the likeliest tokens first, one record per input line
+    (tmp_path / "masked.tsv").write_text("text\n영화 [MASK] 좋아\n[MASK] 연기 [MASK]\n배우 연기\n", encoding="utf-8")
+    out = tmp_path / "filled.jsonl"
+    assert (
+        main(
+            ["predict", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "masked.tsv"), "--output", str(out)]
+        )
+        == 0
+    )
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [len(r["masks"]) for r in records] == [1, 2, 0] and [r["line"] for r in records] == [2, 3, 4]
+    for mask in records[1]["masks"]:
+        assert len(mask["tokens"]) == 5 and mask["probabilities"] == sorted(mask["probabilities"], reverse=True)
 
 
 def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):
@@ -197,7 +213,7 @@ def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):
     }
     (tmp_path / "p.json").write_text(json.dumps(config))
     assert main(["pretrain", str(tmp_path / "p.json")]) == 2
-    assert "corpus.files" in capsys.readouterr().err
+    assert "pretrain.files" in capsys.readouterr().err
 
 
 def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, capsys):
@@ -207,7 +223,7 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
         "model": str(tiny_model_json(tmp_path / "model.json", 999)),
         "tokenizer": str(tmp_path / "vocab"),
         "max_len": 64,
-        "corpus": {"files": [str(tmp_path / "corpus.txt")], "prepared": str(tmp_path / "prepared"), "nsp": True},
+        "pretrain": {"files": [str(tmp_path / "corpus.txt")], "prepared": str(tmp_path / "prepared"), "nsp": True},
         "train": {"batch_size": 8},
     }
     (tmp_path / "pretrain.json").write_text(json.dumps(config))
@@ -245,7 +261,7 @@ def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram
         "tokenizer": str(tmp_path / "vocab"),
         "output_dir": str(tmp_path / "run"),
         "max_len": 32,
-        "corpus": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 50, "nsp": False},
+        "pretrain": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 50, "nsp": False},
         "train": {"batch_size": 32, "n_epochs": 20, "lr": 5e-3, "save_steps": 10**6, "precision": "fp32"},
     }
     (tmp_path / "pretrain.json").write_text(json.dumps(config))

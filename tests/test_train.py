@@ -15,9 +15,8 @@ from tiny import make_setup, write_tsv
 import bertkit
 from bertkit.config import RunConfig
 from bertkit.data.corpora import bbc_news
-from bertkit.device import cpu_bf16_speedup
-from bertkit.run import train
-from bertkit.train.trainer import Precision
+from bertkit.device import Precision, cpu_bf16_speedup
+from bertkit.run import run as train
 
 BERTKIT = [sys.executable, "-m", "bertkit.cli"]
 
@@ -93,7 +92,7 @@ def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):
     batch = predictor.task.collate(
         predictor.task.encode(
             [bertkit.data.readers.Row("t", i, {"text": t, "label": "pos"}) for i, t in enumerate(texts)]
-        )[0]
+        )
     )
     with torch.no_grad():
         ours = predictor.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
@@ -169,14 +168,15 @@ def test_multi_label_and_regression(tmp_path):
         tags = [label] + (["plot"] if "plot" in text.split() else [])
         rows.append(f"{text}\t{','.join(tags)}\t{1.0 if label == 'pos' else -1.0}\n")
     (tmp_path / "ml.tsv").write_text("".join(rows))
-    setup["data"] = {"train": str(tmp_path / "ml.tsv"), "dev": str(tmp_path / "ml.tsv"), "label": "tags"}
+    setup["data"] = {"train": str(tmp_path / "ml.tsv"), "dev": str(tmp_path / "ml.tsv")}
     setup["train"]["n_epochs"] = 6
-    results = train(RunConfig.from_dict({**setup, "problem_type": "multi_label"}))
+    results = train(RunConfig.from_dict({**setup, "classify": {"label": "tags", "problem_type": "multi_label"}}))
     assert results["dev_micro_f1"] > 0.8
     assert sorted(bertkit.load(Path(setup["output_dir"]) / "model").task.labels) == ["neg", "plot", "pos"]
-    setup["data"]["label"] = "score"
     results = train(
-        RunConfig.from_dict({**setup, "problem_type": "regression", "output_dir": str(tmp_path / "regression")})
+        RunConfig.from_dict(
+            {**setup, "classify": {"label": "score", "problem_type": "regression"}, "output_dir": str(tmp_path / "r")}
+        )
     )
     assert results["dev_pearson"] > 0.8
 
@@ -245,3 +245,17 @@ def test_minilm_fine_tunes_to_a_stated_accuracy_on_a_bbc_news_sample(tmp_path, m
     results = train(RunConfig.from_dict(config))
     assert results["steps"] == 28
     assert results["test_accuracy"] >= 0.88
+
+
+def test_the_library_and_prediction_import_neither_matplotlib_nor_the_trainer(tmp_path):
+    setup = make_setup(tmp_path)
+    train(RunConfig.from_dict(setup))
+    script = (
+        "import sys, bertkit\n"
+        f"print(bertkit.load({str(Path(setup['output_dir']) / 'model')!r}).predict(['a great film'])[0]['label'])\n"
+        "heavy = ('matplotlib', 'bertkit.train.trainer', 'bertkit.run')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["pos", "[]"]

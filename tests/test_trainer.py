@@ -12,7 +12,7 @@ from tiny import make_setup
 import bertkit
 from bertkit.cli import main
 from bertkit.config import RunConfig
-from bertkit.run import train
+from bertkit.run import run as train
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:

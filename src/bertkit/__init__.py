@@ -3,6 +3,7 @@
 from bertkit.config import ModelConfig, TrainConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
+from bertkit.inference import load
 from bertkit.model.bert import BertModel
 from bertkit.model.heads import (
     BertForPreTraining,
@@ -10,7 +11,6 @@ from bertkit.model.heads import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
-from bertkit.run import load
 from bertkit.tokenizer import Encoding, Tokenizer
 
 __all__ = [

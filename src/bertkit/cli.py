@@ -17,27 +17,21 @@ PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from bertkit.config import RunConfig
-    from bertkit.run import train, train_seeds
+    from bertkit.run import run, run_seeds
 
-    config = RunConfig.from_json(args.config, args.set)
+    # `bertkit pretrain` is `bertkit train` with the task pretrain unless the config names it
+    defaults = {"task": "pretrain"} if args.command == "pretrain" else None
+    config = RunConfig.from_json(args.config, args.set, defaults)
+    if args.command == "pretrain" and config.task != "pretrain":
+        raise UserError(f"{args.config}: task {config.task!r}; `bertkit pretrain` runs task pretrain")
     if args.seeds > 1:
-        summary = train_seeds(config, args.seeds)
+        summary = run_seeds(config, args.seeds)
         for key, value in summary.items():
             if key.startswith(("test_", "dev_")) or key == "train_tokens_per_s":
                 each = ", ".join(f"{v:.4f}" for v in value["values"])
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
         return
-    results = train(config, resume=args.resume)
-    print(json.dumps(results, indent=1))
-    print(f"model: {Path(config.output_dir) / 'model'}")
-
-
-def cmd_pretrain(args: argparse.Namespace) -> None:
-    from bertkit.config import RunConfig
-    from bertkit.run import pretrain
-
-    config = RunConfig.from_json(args.config, args.set)
-    results = pretrain(config, resume=args.resume)
+    results = run(config, resume=args.resume)
     print(json.dumps(results, indent=1))
     print(f"model: {Path(config.output_dir) / 'model'}")
 
@@ -80,21 +74,21 @@ def cmd_scrub(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from bertkit.run import load, read_for
+    from bertkit.inference import load
     from bertkit.train.report import scalars
 
     predictor = load(args.model, args.device, args.precision)
-    metrics = predictor.evaluate_rows(read_for(predictor, args.data, with_targets=True))
+    metrics = predictor.evaluate_rows(predictor.read(args.data, with_targets=True))
     if args.output:
         write_atomic(args.output, json.dumps(metrics, indent=1, ensure_ascii=False))
     print(json.dumps(scalars(metrics), indent=1))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from bertkit.run import load, read_for
+    from bertkit.inference import load
 
     predictor = load(args.model, args.device, args.precision)
-    rows = read_for(predictor, args.input, with_targets=False)
+    rows = predictor.read(args.input, with_targets=False)
     predictions = predictor.predict_rows(rows)
     lines = [
         json.dumps({"line": row.line, **prediction}, ensure_ascii=False) + "\n"
@@ -110,13 +104,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from bertkit.config import RunConfig
     from bertkit.data.corpora import bbc_news
-    from bertkit.run import train
+    from bertkit.run import run
 
     started = time.perf_counter()
     config = RunConfig.from_json(Path(__file__).parent / "demo.json", args.set)
     files = bbc_news(Path(config.output_dir) / "data")
     config.data.train, config.data.dev, config.data.test = (str(files[s]) for s in ("train", "dev", "test"))
-    results = train(config)
+    results = run(config)
     run_dir = Path(config.output_dir)
     print(
         f"\nBBC News topics, all-MiniLM-L6-v2 fine-tuned: test accuracy {results['test_accuracy']:.2%} "
@@ -127,69 +121,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"confusion matrix: {run_dir / 'test_confusion_matrix.png'} (.json beside it)")
 
 
-def cmd_bench_tokenizer(args: argparse.Namespace) -> None:
-    from bertkit.bench import machine, tokenizer_throughput
-    from bertkit.run import default_model_dir
+def cmd_bench(args: argparse.Namespace) -> None:
+    """The side-by-side benchmarks live beside the package, in a source checkout's benchmarks/."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "benchmarks" / "cli.py").is_file():
+        raise UserError(f"`bertkit bench` runs from a source checkout: no benchmarks/ in {root}")
+    sys.path.insert(0, str(root))
+    from benchmarks.cli import main as bench_main
 
-    rows = tokenizer_throughput(args.model or default_model_dir(), args.data, args.column)
-    print(f"machine: {machine()}")
-    for row in rows:
-        print(json.dumps(row))
-
-
-def cmd_bench_finetune(args: argparse.Namespace) -> None:
-    from bertkit.bench import finetune_side_by_side, machine
-
-    print(f"machine: {machine()}")
-    summary = finetune_side_by_side(
-        args.data,
-        args.seeds,
-        args.text,
-        args.label,
-        args.max_len,
-        best_effort=args.best_effort,
-        work_dir=args.work_dir,
-        settings=dict(a.split("=", 1) for a in args.set) if args.set else None,
-    )
-    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
-
-
-def cmd_bench_pretrain(args: argparse.Namespace) -> None:
-    from bertkit.bench import machine, pretrain_side_by_side
-    from bertkit.device import pick_device
-
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = pretrain_side_by_side(
-        args.config, args.steps, overrides=args.set, device=args.device, peak_tflops=args.peak_tflops
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_bench_steps(args: argparse.Namespace) -> None:
-    from bertkit.bench import finetune_steps_side_by_side, machine
-    from bertkit.device import pick_device
-
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = finetune_steps_side_by_side(
-        args.data,
-        args.text,
-        args.label,
-        args.model,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        device=args.device,
-        tokenizer_dir=args.tokenizer,
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_bench_infer(args: argparse.Namespace) -> None:
-    from bertkit.bench import inference_side_by_side, machine
-    from bertkit.data.readers import read_table
-
-    texts = [row[args.column] for path in args.data for row in read_table(path, [args.column])]
-    print(f"machine: {machine()}")
-    print(json.dumps(inference_side_by_side(texts, args.model, args.batch_size, args.max_len), indent=1))
+    bench_main(args.arguments)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,24 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="fine-tune as a run config says")
-    train.add_argument("config", type=Path, help="run config JSON (see configs/)")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.lr=3e-5 --set data.text=sentence",
-    )
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    train.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean ± sd")
-    train.set_defaults(run=cmd_train)
-
-    pretrain = commands.add_parser("pretrain", help="pretrain with masked-LM and next-sentence prediction")
-    pretrain.add_argument("config", type=Path, help="run config JSON with a 'corpus' section (configs/pretrain_*)")
-    pretrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    pretrain.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    pretrain.set_defaults(run=cmd_pretrain)
+    for name, help_text, config_help in (
+        ("train", "train as a run config says (any task: classify, pretrain, ...)", "run config JSON (see configs/)"),
+        (
+            "pretrain",
+            "pretrain with masked-LM (and next-sentence prediction): `train` with task pretrain",
+            "run config JSON with a 'pretrain' section (configs/pretrain_*)",
+        ),
+    ):
+        train = commands.add_parser(name, help=help_text)
+        train.add_argument("config", type=Path, help=config_help)
+        train.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set train.lr=3e-5 --set classify.text=sentence",
+        )
+        train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+        train.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean ± sd")
+        train.set_defaults(run=cmd_train)
 
     tokenizer = commands.add_parser("tokenizer", help="train a WordPiece vocabulary")
     tokenizers = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
@@ -267,72 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")
     demo.set_defaults(run=cmd_demo)
 
-    bench = commands.add_parser("bench", help="side-by-side speed against transformers")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    tok = benches.add_parser("tokenizer", help="batch-encoding tokens/s against transformers' fast tokenizer")
-    tok.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
-    tok.add_argument("--column", default="sentence", help="text column (default: sentence)")
-    tok.add_argument("--model", type=Path, help="model directory with vocab.txt (default: MiniLM-L6)")
-    tok.set_defaults(run=cmd_bench_tokenizer)
-    finetune = benches.add_parser("finetune", help="fine-tuning accuracy and real tokens/s against the Trainer")
-    finetune.add_argument("data", type=Path, help="folder with train.tsv, dev.tsv, test.tsv")
-    finetune.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    finetune.add_argument("--text", default="sentence")
-    finetune.add_argument("--label", default="label")
-    finetune.add_argument("--max-len", type=int, default=128)
-    finetune.add_argument(
-        "--best-effort",
-        action="store_true",
-        help="transformers with bf16 autocast and group_by_length instead of its defaults (bertkit then groups too)",
+    bench = commands.add_parser(
+        "bench", help="side-by-side speed against transformers (`bertkit bench --help`)", add_help=False
     )
-    finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
-    finetune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="bertkit train settings, e.g. --set precision=fp32",
-    )
-    finetune.set_defaults(run=cmd_bench_finetune)
-    pretraining = benches.add_parser(
-        "pretrain", help="pretraining tokens/s against transformers' BertForPreTraining on the same batches"
-    )
-    pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
-    pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
-    pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
-    pretraining.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
-    pretraining.add_argument(
-        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
-    )
-    pretraining.set_defaults(run=cmd_bench_pretrain)
-    steps = benches.add_parser(
-        "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
-    )
-    steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
-    steps.add_argument("--text", default="sentence")
-    steps.add_argument("--label", default="label")
-    steps.add_argument(
-        "--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON (random weights)"
-    )
-    steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
-    steps.add_argument("--batch-size", type=int, default=32)
-    steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
-    steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
-    steps.set_defaults(run=cmd_bench_steps)
-    inference = benches.add_parser(
-        "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
-    )
-    inference.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
-    inference.add_argument("--column", default="sentence", help="text column (default: sentence)")
-    inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
-    inference.add_argument("--batch-size", type=int, default=32)
-    inference.add_argument("--max-len", type=int, default=128)
-    inference.set_defaults(run=cmd_bench_infer)
+    bench.add_argument("arguments", nargs=argparse.REMAINDER, help="a benchmark and its arguments")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "bench":  # its options are the benchmark's own, `--help` among them
+        args.arguments = unknown + args.arguments
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         args.run(args)

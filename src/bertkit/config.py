@@ -36,73 +36,27 @@ HF_NAMES = {
     "initializer_range": "initializer_range",
 }
 # Hugging Face keys that describe bookkeeping, not the network; read and dropped.
-HF_IGNORED = {
-    "architectures",
-    "model_type",
-    "_name_or_path",
-    "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "gradient_checkpointing",
-    "use_cache",
-    "classifier_dropout",
-    "output_past",
-    "chunk_size_feed_forward",
-    "output_hidden_states",
-    "output_attentions",
-    "return_dict",
-    "tie_word_embeddings",
-    "is_encoder_decoder",
-    "bos_token_id",
-    "eos_token_id",
-    "sep_token_id",
-    "directionality",
-    "pooler_fc_size",
-    "pooler_num_attention_heads",
-    "pooler_num_fc_layers",
-    "pooler_size_per_head",
-    "pooler_type",
-    "tokenizer_class",
-    "num_labels",
-    "label2id",
-    "finetuning_task",
-    "pruned_heads",
-    "torchscript",
-    "use_bfloat16",
-    "tf_legacy_loss",
-    "xla_device",
-    "prefix",
-    "task_specific_params",
-    "cross_attention_hidden_size",
-    "tie_encoder_decoder",
-    "decoder_start_token_id",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
-    "remove_invalid_values",
-    "output_scores",
-    "return_dict_in_generate",
-    # generation settings that older transformers versions write into every config
-    "max_length",
-    "min_length",
-    "do_sample",
-    "early_stopping",
-    "num_beams",
-    "num_beam_groups",
-    "diversity_penalty",
-    "temperature",
-    "top_k",
-    "top_p",
-    "typical_p",
-    "repetition_penalty",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "encoder_no_repeat_ngram_size",
-    "bad_words_ids",
-    "num_return_sequences",
-    "exponential_decay_length_penalty",
-    "suppress_tokens",
-    "begin_suppress_tokens",
-}
+HF_IGNORED = set(
+    (
+        "architectures model_type _name_or_path transformers_version torch_dtype dtype gradient_checkpointing "
+        "use_cache classifier_dropout output_past chunk_size_feed_forward output_hidden_states "
+        "output_attentions return_dict tie_word_embeddings is_encoder_decoder bos_token_id eos_token_id "
+        "sep_token_id directionality pooler_fc_size pooler_num_attention_heads pooler_num_fc_layers "
+        "pooler_size_per_head pooler_type tokenizer_class num_labels label2id finetuning_task pruned_heads "
+        "torchscript use_bfloat16 tf_legacy_loss xla_device prefix task_specific_params "
+        "cross_attention_hidden_size tie_encoder_decoder decoder_start_token_id forced_bos_token_id "
+        "forced_eos_token_id remove_invalid_values output_scores return_dict_in_generate"
+    ).split()
+)
+# Generation settings that older transformers versions write into every config; dropped too.
+HF_IGNORED |= set(
+    (
+        "max_length min_length do_sample early_stopping num_beams num_beam_groups diversity_penalty "
+        "temperature top_k top_p typical_p repetition_penalty length_penalty no_repeat_ngram_size "
+        "encoder_no_repeat_ngram_size bad_words_ids num_return_sequences exponential_decay_length_penalty "
+        "suppress_tokens begin_suppress_tokens"
+    ).split()
+)
 # Hugging Face settings that would change the network into one bertkit does not build.
 HF_UNSUPPORTED = {
     "position_embedding_type": "absolute",
@@ -133,7 +87,9 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
     return value
 
 
-def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
+def build_section(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """A config dataclass from a JSON object: unknown keys, wrong types and impossible values name the key and
+    the file."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
@@ -141,7 +97,8 @@ def _build(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> An
             raise UserError(f"{source}: unknown key '{prefix}{key}' (known keys: {', '.join(sorted(names))})")
     values = {key: _check_type(value, hints[key], prefix + key, source) for key, value in data.items()}
     config = cls(**values)
-    config.validate(source)
+    if validate := getattr(config, "validate", None):
+        validate(source)
     return config
 
 
@@ -214,7 +171,7 @@ class ModelConfig:
         """Build from either spelling; the presence of `hidden_size` or `model_type` marks Hugging Face's."""
         if "hidden_size" in data or "model_type" in data:
             return cls._from_hf(data, source)
-        return _build(cls, data, source)
+        return build_section(cls, data, source)
 
     @classmethod
     def _from_hf(cls, data: dict[str, Any], source: str) -> ModelConfig:
@@ -235,7 +192,7 @@ class ModelConfig:
                 values["problem_type"] = value
             elif key not in HF_IGNORED and key not in HF_UNSUPPORTED and not key.startswith("_"):
                 _unread_hf_key(key, source)
-        return _build(cls, values, source)
+        return build_section(cls, values, source)
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelConfig:
@@ -307,7 +264,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
-        return _build(cls, data, source)
+        return build_section(cls, data, source)
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -319,92 +276,89 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Data files and the column mapping; paths are relative to the working directory."""
+    """The files of a run's splits; paths are relative to the working directory. Which columns they hold is
+    the task's to say, in its own section."""
 
     train: str | None = None
     dev: str | None = None
     test: str | None = None
-    text: str = "text"
-    text_pair: str | None = None
-    label: str = "label"
-    label_separator: str = ","  # between the labels of one multi-label row
-
-    def validate(self, source: str = "config") -> None:
-        if not self.label_separator:
-            raise UserError(f"{source}: key 'data.label_separator' must not be empty")
 
 
-@dataclasses.dataclass
-class CorpusConfig:
-    """Pretraining text and how instances are drawn from it (see bertkit.data.corpus and .masking)."""
-
-    files: list | None = None
-    format: str = "sentences"  # sentences: one per line, blank line between documents; documents: one per line
-    prepared: str | None = None  # the tokenised shards; default <output_dir>/corpus, built when missing
-    scrub: bool = False  # replace e-mails, phone numbers and other PII with placeholders before tokenising
-    short_seq_prob: float = 0.1
-    nsp: bool = True
-    mask_prob: float = 0.15
-    whole_word: bool = False
-    dev_documents: int = 100  # the first documents are held out for evaluation
-
-    def validate(self, source: str = "config") -> None:
-        if self.format not in ("sentences", "documents"):
-            raise UserError(f"{source}: key 'corpus.format' must be 'sentences' or 'documents', got {self.format!r}")
-        for key in ("short_seq_prob", "mask_prob"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise UserError(f"{source}: key 'corpus.{key}' must be in [0, 1), got {getattr(self, key)}")
-        if self.dev_documents < 0:
-            raise UserError(f"{source}: key 'corpus.dev_documents' must not be negative")
+# Keys of earlier run configs and where they live now: in the section of the task that reads them.
+MOVED_KEYS = {
+    "problem_type": "classify.problem_type",
+    "threshold": "classify.threshold",
+    "data.text": "classify.text",
+    "data.text_pair": "classify.text_pair",
+    "data.label": "classify.label",
+    "data.label_separator": "classify.label_separator",
+    "corpus": "pretrain",
+}
 
 
 @dataclasses.dataclass
 class RunConfig:
-    """A whole fine-tuning run. `model` is a Hugging Face directory to fine-tune, a classic model JSON to
-    train from random weights (then `tokenizer` names the vocabulary directory), or unset for the pip-shipped
-    all-MiniLM-L6-v2. `train` may be inline or the path of a classic train file; `model` likewise."""
+    """A whole run, fine-tuning or pretraining. `model` is a Hugging Face directory to start from, a classic
+    model JSON to train from random weights (then `tokenizer` names the vocabulary directory), or unset for the
+    pip-shipped all-MiniLM-L6-v2. `train` may be inline or the path of a classic train file. The task's own
+    settings (`settings`) are the section named after the task: `"classify": {"text": "sentence"}`, say."""
 
     task: str = "classify"
     model: str | None = None
     tokenizer: str | None = None
     output_dir: str = "runs/run"
     max_len: int = 128
-    problem_type: str = "single_label"
-    threshold: float = 0.5
     device: str | None = None
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    settings: Any = None
 
     def validate(self, source: str = "config") -> None:
         if self.max_len <= 0:
             raise UserError(f"{source}: key 'max_len' must be positive, got {self.max_len}")
-        if self.problem_type not in ("single_label", "multi_label", "regression"):
-            raise UserError(f"{source}: key 'problem_type' must be single_label, multi_label or regression")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        from bertkit.tasks import TASKS  # the tasks' settings types; the tasks themselves import this module
+
         data = dict(data)
+        for old, new in MOVED_KEYS.items():
+            section, _, key = old.rpartition(".")
+            holder = data.get(section, {}) if section else data
+            if isinstance(holder, dict) and key in holder:
+                raise UserError(f"{source}: key '{old}' is now '{new}' (the task's own section); move it there")
+        name = data.get("task", cls.task)
+        if name not in TASKS:
+            raise UserError(f"{source}: unknown task {name!r} (known: {', '.join(TASKS)})")
+        task_section = data.pop(name, {})
+        settings = build_section(
+            TASKS[name].settings_type, _section(task_section, name, source), source, prefix=f"{name}."
+        )
         train = data.pop("train", {})
         if isinstance(train, str):  # the path of a classic train file
             train_config = TrainConfig.from_json(train)
         else:
-            train_config = _build(TrainConfig, _section(train, "train", source), source, prefix="train.")
-        sections = {
-            key: _build(kind, _section(data.pop(key, {}), key, source), source, prefix=f"{key}.")
-            for key, kind in (("data", DataConfig), ("corpus", CorpusConfig))
-        }
-        return dataclasses.replace(_build(cls, data, source), train=train_config, **sections)
+            train_config = build_section(TrainConfig, _section(train, "train", source), source, prefix="train.")
+        data_config = build_section(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
+        if "settings" in data:
+            raise UserError(f"{source}: unknown key 'settings' (the task's settings go under '{name}')")
+        config = build_section(cls, data, source)
+        return dataclasses.replace(config, train=train_config, data=data_config, settings=settings)
 
     @classmethod
-    def from_json(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:
-        data = _read_json(path)
+    def from_json(
+        cls, path: str | Path, overrides: list[str] = (), defaults: dict[str, Any] | None = None
+    ) -> RunConfig:
+        """The config of a JSON file, after `overrides` (`--set key=value`); `defaults` fill absent keys."""
+        data = {**(defaults or {}), **_read_json(path)}
         for assignment in overrides:
             apply_override(data, assignment)
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
+        data = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in data.items()}
+        return {**data, self.task: dataclasses.asdict(self.settings)}
 
 
 def _section(value: Any, key: str, source: str) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""Where tensors live: CUDA, else Apple's MPS, else the CPU, unless the user names one."""
+"""Where tensors live (CUDA, else Apple's MPS, else the CPU, unless the user names one) and in what precision."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -56,7 +58,8 @@ def cpu_bf16_speedup() -> float:
     (about 0.1 s). CPU flags cannot predict it: AMX tiles (Intel Sapphire Rapids) give about 5x and AMD Zen 4's
     AVX-512 BF16 dot products 2.4x, but Intel CPUs that report AVX-512 BF16 without AMX run bf16 at about half
     their fp32 speed (BENCHMARKS.md)."""
-    a, b = torch.randn(512, 384), torch.randn(384, 1536)
+    generator = torch.Generator().manual_seed(0)  # not the global one, whose stream a run's dropout draws from
+    a, b = torch.randn(512, 384, generator=generator), torch.randn(384, 1536, generator=generator)
     seconds = {}
     for dtype in (torch.float32, torch.bfloat16):
         x, y = a.to(dtype), b.to(dtype)
@@ -71,3 +74,30 @@ def cpu_prefers_bf16() -> bool:
     """Whether bf16 pays for training and prediction on this CPU: its matmuls must be clearly faster than
     fp32, to make up for the casts between the two and the work that stays in fp32."""
     return cpu_bf16_speedup() >= CPU_BF16_MIN_SPEEDUP
+
+
+@dataclass
+class Precision:
+    """A precision by name (fp32, bf16, fp16) and its autocast dtype (None for fp32)."""
+
+    name: str
+    dtype: torch.dtype | None
+    device_type: str
+
+    @classmethod
+    def resolve(cls, name: str, device: torch.device) -> Precision:
+        """`auto`: bf16 on CUDA (fp16 where it lacks bf16) and on CPUs where it pays, else fp32."""
+        if name == "auto":
+            if device.type == "cuda":
+                name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                name = "bf16" if device.type == "cpu" and cpu_prefers_bf16() else "fp32"
+        if name == "fp16" and device.type != "cuda":
+            name = "bf16"  # fp16 autocast needs a grad scaler and only pays on CUDA
+        dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+        return cls(name, dtypes[name], device.type)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)

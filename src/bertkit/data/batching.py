@@ -1,4 +1,4 @@
-"""From encoded examples to batches: the order of examples each epoch, and padding.
+"""From encoded examples to batches: the order of examples each epoch, padding, and the batch itself.
 
 Batch order depends only on (seed, epoch), never on a global random state, so a resumed run can recompute
 an epoch's batches and start at the one it stopped at.
@@ -23,14 +23,36 @@ class Encoded(Protocol):
 
 @dataclass
 class Example:
-    """An encoded input and its training target (a label id, a 0/1 vector, a number, or None)."""
+    """An encoded input: its ids and segment ids, its training target (a label id, a 0/1 vector, a number; None
+    for prediction), the index of the input row it came from (a row may give several examples, such as the
+    windows of a long text) and, for a task that maps tokens back to text, each token's character offsets."""
 
     ids: list[int]
     type_ids: list[int]
     target: Any = None
+    row: int = 0
+    offsets: list[tuple[int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass
+class Batch:
+    """Padded tensors for the model and the loss (`batch["input_ids"]`, ...), and the examples they hold."""
+
+    tensors: dict[str, torch.Tensor]
+    examples: Sequence[Any]
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch({k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}, self.examples)
+
+    @property
+    def real_tokens(self) -> int:
+        return int(self.tensors["attention_mask"].sum())
 
 
 def pad_encodings(encodings: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
 from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
-from bertkit.model.checkpoint import Pretrained
 from bertkit.model.dropout import Dropout
+from bertkit.model.hf_dir import Pretrained
 
 
 def num_labels(config: ModelConfig) -> int:
@@ -50,12 +50,11 @@ class _LinearClassifier(_TaskModel):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        unpad: bool = False,
     ) -> Tensor:
         if self.per_token:
-            features = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
+            features = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         else:
-            features = self.bert.pooled(input_ids, attention_mask, token_type_ids, unpad=unpad)
+            features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
         return self.classifier(self.dropout(features))
 
 
@@ -88,9 +87,8 @@ class BertForQuestionAnswering(_TaskModel):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        unpad: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        hidden = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad).last_hidden_state
+        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         start, end = self.qa_outputs(hidden).unbind(dim=-1)
         return start, end
 
@@ -146,16 +144,15 @@ class BertForPreTraining(_TaskModel):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         masked_positions: Tensor | None = None,
-        unpad: bool = False,
     ) -> tuple[Tensor, Tensor]:
         if masked_positions is None:
-            output = self.bert(input_ids, attention_mask, token_type_ids, unpad=unpad)
+            output = self.bert(input_ids, attention_mask, token_type_ids)
             hidden, pooled = output.last_hidden_state, output.pooler_output
         else:
             batch, width = input_ids.shape
             first_tokens = torch.arange(batch, device=input_ids.device) * width
             positions = torch.cat([first_tokens, masked_positions])
-            selected = self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions, unpad=unpad)
+            selected = self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions)
             first_hidden, hidden = selected.split([batch, masked_positions.numel()])
             pooled = self.bert.pooler(first_hidden)
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word.weight)

@@ -1,6 +1,10 @@
-"""Tasks: each supplies its data encoding, head, loss and metrics to the one trainer."""
+"""Tasks: each supplies its data, head, loss, metrics and predictions to the one trainer and predictor.
 
-from bertkit.tasks.base import TableTask
+A new task is one module here and one entry below.
+"""
+
+from bertkit.tasks.base import Task
 from bertkit.tasks.classify import ClassificationTask
+from bertkit.tasks.pretrain import PretrainTask
 
-TASKS: dict[str, type[TableTask]] = {"classify": ClassificationTask}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, PretrainTask)}

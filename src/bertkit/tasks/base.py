@@ -1,97 +1,151 @@
-"""The interface between a task and the trainer: the trainer knows nothing else about any task."""
+"""The interface between a task and the rest of bertkit: the trainer and the predictor know nothing else.
+
+A task
+  - reads its data and turns input rows into examples (`splits` for a run, `read` and `encode` for a file to
+    score or label); one row may give several examples, each keeping the row it came from;
+  - collates examples into batches, builds its model (the encoder and its head) and runs it on a batch,
+    returning named outputs;
+  - gives the loss of a batch, and accumulates its metrics batch by batch (`metrics()`);
+  - turns outputs back into one JSON-ready prediction per input row, in input order (`predictions()`);
+  - says what to save beside the model so that `bertkit.load` can rebuild it (`saved`).
+Its settings are one typed section of the run config, named after the task.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import torch
 from torch import Tensor, nn
 
-from bertkit.config import ModelConfig, RunConfig
-from bertkit.data.batching import Example, pad_encodings
-from bertkit.data.readers import Row
+from bertkit.config import ModelConfig
+from bertkit.data.batching import Batch, pad_encodings
+from bertkit.data.readers import Row, read_table
 from bertkit.errors import UserError
-from bertkit.model.checkpoint import Pretrained
+from bertkit.model.hf_dir import Pretrained
 from bertkit.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from bertkit.config import RunConfig
+
+TASK_FILE = "bertkit_task.json"
+Outputs = dict[str, Tensor]
+
+
+class Accumulator(Protocol):
+    """Gathers what it needs from each batch's outputs; `result()` once every batch is added."""
+
+    def add(self, outputs: Outputs, batch: Batch) -> None: ...
+
+    def result(self) -> Any: ...
+
+
+@dataclass
+class Splits:
+    """A run's examples: `train` is a sequence, or a function of the epoch when examples are drawn anew each
+    epoch (pretraining's pairs and masks)."""
+
+    train: Sequence[Any] | Callable[[int], Sequence[Any]]
+    dev: Sequence[Any] | None = None
+    test: Sequence[Any] | None = None
 
 
 class Task(ABC):
-    """What the trainer needs: the model with its head, batches, a loss and metrics.
+    """`main_metric` (higher is better) picks the best checkpoint and drives early stopping; `metrics()`
+    results hold it and "loss"."""
 
-    `main_metric` (higher is better) picks the best checkpoint and drives early stopping.
-    """
-
-    name: str
+    name: ClassVar[str]
+    settings_type: ClassVar[type]  # the dataclass of the task's section of a run config
     main_metric: str
 
-    def __init__(self, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
+    def __init__(self, settings: Any, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
+        self.settings = settings
         self.tokenizer = tokenizer
         self.model_source = model_source
         self.max_len = max_len
 
     @abstractmethod
+    def splits(self, config: RunConfig) -> Splits:
+        """The run's train, dev and test examples, as its config names them."""
+
+    @property
+    @abstractmethod
+    def input_columns(self) -> list[str]:
+        """Columns of the input text of a row; they must not be empty."""
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Columns of the targets, needed to train and to score."""
+        return []
+
+    def read(self, path: str | Path, with_targets: bool) -> list[Row]:
+        """Rows of a file to score (`with_targets`) or to label."""
+        columns = self.input_columns + (self.target_columns if with_targets else [])
+        return read_table(path, columns, self.input_columns)
+
+    @abstractmethod
+    def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[Any]:
+        """Examples from rows, each knowing its row's index; the count of inputs cut at max_len is logged."""
+
+    def collate(self, examples: Sequence[Any]) -> Batch:
+        return Batch(pad_encodings(examples, self.tokenizer.pad_id), examples)
+
+    @abstractmethod
     def build_model(self) -> Pretrained: ...
 
-    def collate(self, examples: Sequence[Example]) -> dict[str, Tensor]:
-        batch = pad_encodings(examples, self.tokenizer.pad_id)
-        if examples[0].target is not None:  # examples for prediction carry no targets
-            batch["targets"] = self.targets(examples)
-        return batch
+    @abstractmethod
+    def forward(self, model: nn.Module, batch: Batch) -> Outputs: ...
 
     @abstractmethod
-    def targets(self, examples: Sequence[Example]) -> Tensor: ...
+    def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
+        """The batch's mean loss, which training minimises."""
 
     @abstractmethod
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
+    def metrics(self) -> Accumulator:
+        """A fresh accumulator of the metrics (a dict holding `main_metric` and "loss")."""
 
     @abstractmethod
-    def metrics(self, outputs: Tensor, targets: Tensor) -> dict: ...
+    def predictions(self, n_rows: int) -> Accumulator:
+        """A fresh accumulator of predictions for `n_rows` input rows (a list of dicts, in row order)."""
 
-    @staticmethod
-    def forward(model: nn.Module, batch: dict[str, Tensor], unpad: bool) -> Tensor:
-        """One output row per example (what `infer` stacks, `loss` and `metrics` read)."""
-        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], unpad=unpad)
+    def state(self) -> dict:
+        """What the task learned from the training data (a label set, say), to save beside the model."""
+        return {}
+
+    def load_state(self, state: dict) -> None:  # noqa: B027 (most tasks learn nothing)
+        """Take back what `state` gave."""
+
+    def saved(self) -> dict[str, str]:
+        """The file beside a saved model that lets `load_task` rebuild the task (name -> text)."""
+        record = {
+            "task": self.name,
+            "max_len": self.max_len,
+            "settings": dataclasses.asdict(self.settings),
+            "state": self.state(),
+        }
+        return {TASK_FILE: json.dumps(record, indent=1, ensure_ascii=False)}
 
 
 class TableTask(Task):
-    """A task over rows of a table: encodes rows into examples and describes predictions."""
-
-    @classmethod
-    @abstractmethod
-    def from_run(cls, config: RunConfig, tokenizer: Tokenizer, model_source: Path) -> TableTask:
-        """The task as a run config describes it."""
-
-    @abstractmethod
-    def settings(self) -> dict:
-        """What `cls(tokenizer, model_dir, **settings)` needs to rebuild the task beside a saved model."""
-
-    @property
-    @abstractmethod
-    def columns(self) -> list[str]:
-        """Columns every row must have (input and target)."""
-
-    @property
-    @abstractmethod
-    def text_columns(self) -> list[str]:
-        """Columns that must not be empty; what `encode(..., with_targets=False)` reads."""
+    """A task over rows of a table (TSV, CSV, JSONL): reads them with their columns, learns what the training
+    rows define (`prepare`), and encodes every split the same way."""
 
     def prepare(self, train_rows: Sequence[Row]) -> None:  # noqa: B027 (optional hook; most tasks need nothing)
         """Learn what the training data defines (a label set, say) before encoding."""
 
-    @abstractmethod
-    def encode(self, rows: Sequence[Row], with_targets: bool = True) -> tuple[list[Example], int]:
-        """Examples and the number of inputs cut at `max_len`."""
-
-    @abstractmethod
-    def describe(self, outputs: Tensor) -> list[dict]:
-        """One JSON-ready prediction per example."""
-
-
-def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+    def splits(self, config: RunConfig) -> Splits:
+        data = config.data
+        if not data.train:
+            raise UserError("config: key 'data.train' (the training file) is required")
+        train_rows = self.read(data.train, with_targets=True)
+        self.prepare(train_rows)
+        dev, test = (self.encode(self.read(path, True)) if path else None for path in (data.dev, data.test))
+        return Splits(self.encode(train_rows), dev, test)
 
 
 def load_model(cls: type[Pretrained], source: Path, tokenizer: Tokenizer, **config_fields) -> Pretrained:

@@ -6,24 +6,50 @@ BertForSequenceClassification, so a saved model loads there with the same logits
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from bertkit.config import RunConfig
-from bertkit.data.batching import Example
+from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
-from bertkit.tasks.base import TableTask, load_model
-from bertkit.tokenizer import Tokenizer
+from bertkit.tasks.base import Outputs, TableTask, load_model
 from bertkit.train import metrics
 
-SINGLE, MULTI, REGRESSION = "single_label_classification", "multi_label_classification", "regression"
-PROBLEM_TYPES = {"single_label": SINGLE, "multi_label": MULTI, "regression": REGRESSION}
+log = logging.getLogger("bertkit")
+SINGLE, MULTI, REGRESSION = "single_label", "multi_label", "regression"
+# The names Hugging Face's config.json gives them.
+HF_PROBLEM_TYPES = {
+    SINGLE: "single_label_classification",
+    MULTI: "multi_label_classification",
+    REGRESSION: "regression",
+}
+
+
+@dataclasses.dataclass
+class ClassifySettings:
+    """The `classify` section: the columns, the kind of problem, and for multi-label rows how labels are
+    separated and the probability above which a label is predicted."""
+
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    problem_type: str = SINGLE
+    threshold: float = 0.5
+    label_separator: str = ","  # between the labels of one multi-label row
+
+    def validate(self, source: str = "config") -> None:
+        if self.problem_type not in HF_PROBLEM_TYPES:
+            raise UserError(f"{source}: key 'classify.problem_type' must be one of {', '.join(HF_PROBLEM_TYPES)}")
+        if not self.label_separator:
+            raise UserError(f"{source}: key 'classify.label_separator' must not be empty")
+        if not 0.0 < self.threshold < 1.0:
+            raise UserError(f"{source}: key 'classify.threshold' must be in (0, 1), got {self.threshold}")
 
 
 def _sorted_labels(names: set[str]) -> list[str]:
@@ -35,85 +61,50 @@ def _sorted_labels(names: set[str]) -> list[str]:
 
 class ClassificationTask(TableTask):
     name = "classify"
-
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        model_source: Path,
-        max_len: int,
-        text: str,
-        label: str,
-        text_pair: str | None = None,
-        problem_type: str = SINGLE,
-        labels: list[str] | None = None,
-        label_separator: str = ",",
-        threshold: float = 0.5,
-    ) -> None:
-        super().__init__(tokenizer, model_source, max_len)
-        self.text, self.text_pair, self.label = text, text_pair, label
-        self.problem_type = problem_type
-        self.labels = labels
-        self.label_separator = label_separator
-        self.threshold = threshold
-        self.main_metric = {SINGLE: "accuracy", MULTI: "micro_f1", REGRESSION: "pearson"}[problem_type]
-
-    @classmethod
-    def from_run(cls, config: RunConfig, tokenizer: Tokenizer, model_source: Path) -> ClassificationTask:
-        data = config.data
-        return cls(
-            tokenizer,
-            model_source,
-            config.max_len,
-            data.text,
-            data.label,
-            data.text_pair,
-            PROBLEM_TYPES[config.problem_type],
-            label_separator=data.label_separator,
-            threshold=config.threshold,
-        )
-
-    def settings(self) -> dict:
-        return {
-            "max_len": self.max_len,
-            "text": self.text,
-            "label": self.label,
-            "text_pair": self.text_pair,
-            "problem_type": self.problem_type,
-            "labels": self.labels,
-            "label_separator": self.label_separator,
-            "threshold": self.threshold,
-        }
+    settings_type = ClassifySettings
+    labels: list[str] | None = None  # learnt from the training rows (None for regression)
 
     @property
-    def text_columns(self) -> list[str]:
-        return [self.text] + ([self.text_pair] if self.text_pair else [])
+    def main_metric(self) -> str:
+        return {SINGLE: "accuracy", MULTI: "micro_f1", REGRESSION: "pearson"}[self.settings.problem_type]
 
     @property
-    def columns(self) -> list[str]:
-        return [*self.text_columns, self.label]
+    def input_columns(self) -> list[str]:
+        return [self.settings.text] + ([self.settings.text_pair] if self.settings.text_pair else [])
+
+    @property
+    def target_columns(self) -> list[str]:
+        return [self.settings.label]
 
     def _names(self, row: Row) -> list[str]:
-        value = row[self.label]
-        if self.problem_type == MULTI:
-            names = value if isinstance(value, list) else str(value).split(self.label_separator)
+        value = row[self.settings.label]
+        if self.settings.problem_type == MULTI:
+            names = value if isinstance(value, list) else str(value).split(self.settings.label_separator)
             return [str(name).strip() for name in names if str(name).strip()]
         return [str(value).strip()]
 
     def prepare(self, rows: Sequence[Row]) -> None:
         """Take the label set from the training rows (not needed for regression)."""
-        if self.problem_type == REGRESSION:
+        if self.settings.problem_type == REGRESSION:
             return
         names = {name for row in rows for name in self._names(row)}
-        if len(names) < 2 and self.problem_type == SINGLE:
-            raise UserError(f"{rows[0].source}: column {self.label!r} has only one label ({', '.join(names)})")
+        if len(names) < 2 and self.settings.problem_type == SINGLE:
+            label = self.settings.label
+            raise UserError(f"{rows[0].source}: column {label!r} has only one label ({', '.join(names)})")
         self.labels = _sorted_labels(names)
 
+    def state(self) -> dict:
+        return {"labels": self.labels}
+
+    def load_state(self, state: dict) -> None:
+        self.labels = state["labels"]
+
     def _target(self, row: Row):
-        if self.problem_type == REGRESSION:
+        if self.settings.problem_type == REGRESSION:
             try:
-                return float(row[self.label])
+                return float(row[self.settings.label])
             except (TypeError, ValueError):
-                raise UserError(f"{row.where}: label {row[self.label]!r} is not a number") from None
+                raise UserError(f"{row.where}: label {row[self.settings.label]!r} is not a number") from None
         index = {name: i for i, name in enumerate(self.labels)}
         ids = []
         for name in self._names(row):
@@ -122,19 +113,27 @@ class ClassificationTask(TableTask):
                     f"{row.where}: label {name!r} was not seen in training (known: {', '.join(self.labels)})"
                 )
             ids.append(index[name])
-        if self.problem_type == MULTI:
+        if self.settings.problem_type == MULTI:
             return [1.0 if i in ids else 0.0 for i in range(len(self.labels))]
         return ids[0]
 
-    def encode(self, rows: Sequence[Row], with_targets: bool = True) -> tuple[list[Example], int]:
-        texts = [str(row[self.text]) for row in rows]
-        pairs = [str(row[self.text_pair]) for row in rows] if self.text_pair else None
+    def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[Example]:
+        texts = [str(row[self.settings.text]) for row in rows]
+        pairs = [str(row[self.settings.text_pair]) for row in rows] if self.settings.text_pair else None
         encodings = self.tokenizer.encode_batch(texts, pairs, max_length=self.max_len)
-        examples = [
-            Example(e.ids, e.type_ids, self._target(row) if with_targets else None)
-            for e, row in zip(encodings, rows, strict=True)
+        if truncated := sum(e.truncated for e in encodings):
+            log.info("%s: %d of %d inputs cut at max_len %d", rows[0].source, truncated, len(rows), self.max_len)
+        return [
+            Example(e.ids, e.type_ids, self._target(row) if with_targets else None, row=index)
+            for index, (e, row) in enumerate(zip(encodings, rows, strict=True))
         ]
-        return examples, sum(e.truncated for e in encodings)
+
+    def collate(self, examples: Sequence[Example]) -> Batch:
+        batch = super().collate(examples)
+        if examples[0].target is not None:  # examples for prediction carry no targets
+            dtype = torch.long if self.settings.problem_type == SINGLE else torch.float
+            batch.tensors["targets"] = torch.tensor([e.target for e in examples], dtype=dtype)
+        return batch
 
     def build_model(self) -> BertForSequenceClassification:
         id2label = dict(enumerate(self.labels)) if self.labels else None
@@ -143,48 +142,91 @@ class ClassificationTask(TableTask):
             self.model_source,
             self.tokenizer,
             id2label=id2label,
-            problem_type=self.problem_type,
+            problem_type=HF_PROBLEM_TYPES[self.settings.problem_type],
         )
 
-    def targets(self, examples: Sequence[Example]) -> Tensor:
-        dtype = torch.long if self.problem_type == SINGLE else torch.float
-        return torch.tensor([e.target for e in examples], dtype=dtype)
+    def forward(self, model: nn.Module, batch: Batch) -> Outputs:
+        return {"logits": model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])}
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        outputs = outputs.float()
-        if self.problem_type == SINGLE:
-            return F.cross_entropy(outputs, targets)
-        if self.problem_type == MULTI:
-            return F.binary_cross_entropy_with_logits(outputs, targets)
-        return F.mse_loss(outputs.squeeze(-1), targets)
+    def _losses(self, logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
+        logits = logits.float()
+        if self.settings.problem_type == SINGLE:
+            return F.cross_entropy(logits, targets, reduction=reduction)
+        if self.settings.problem_type == MULTI:
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction=reduction)
+        return F.mse_loss(logits.squeeze(-1), targets, reduction=reduction)
 
-    def metrics(self, outputs: Tensor, targets: Tensor) -> dict:
-        outputs = outputs.float()
-        if self.problem_type == SINGLE:
-            return metrics.single_label(outputs.argmax(-1), targets, self.labels)
-        if self.problem_type == MULTI:
-            return metrics.multi_label(torch.sigmoid(outputs) > self.threshold, targets, self.labels)
-        return metrics.regression(outputs.squeeze(-1), targets)
+    def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
+        return self._losses(outputs["logits"], batch["targets"], "mean")
 
-    def describe(self, outputs: Tensor) -> list[dict]:
-        """One prediction record per row: the label(s) and the probabilities (or the value)."""
-        outputs = outputs.float()
-        if self.problem_type == REGRESSION:
-            return [{"value": v} for v in outputs.squeeze(-1).tolist()]
-        if self.problem_type == MULTI:
-            probabilities = torch.sigmoid(outputs)
-            return [
+    def metrics(self) -> ClassificationMetrics:
+        return ClassificationMetrics(self)
+
+    def predictions(self, n_rows: int) -> ClassificationPredictions:
+        return ClassificationPredictions(self, n_rows)
+
+
+class ClassificationMetrics:
+    """Mean loss and, by problem type, a confusion matrix, per-label counts, or the predicted values."""
+
+    def __init__(self, task: ClassificationTask) -> None:
+        self.task = task
+        self.loss = metrics.Mean()
+        kind = task.settings.problem_type
+        n_labels = len(task.labels) if task.labels else 1
+        self.counts = {
+            SINGLE: metrics.ConfusionCounts(n_labels),
+            MULTI: metrics.MultiLabelCounts(n_labels),
+            REGRESSION: metrics.Values(),
+        }[kind]
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        logits, targets = outputs["logits"].float(), batch["targets"]
+        # a multi-label loss is a mean over every (row, label) entry
+        self.loss.add(self.task._losses(logits, targets, "sum"), targets.numel())
+        kind = self.task.settings.problem_type
+        if kind == SINGLE:
+            self.counts.add(logits.argmax(-1), targets)
+        elif kind == MULTI:
+            self.counts.add(torch.sigmoid(logits) > self.task.settings.threshold, targets)
+        else:
+            self.counts.add(logits.squeeze(-1), targets)
+
+    def result(self) -> dict:
+        report = (
+            self.counts.report() if isinstance(self.counts, metrics.Values) else self.counts.report(self.task.labels)
+        )
+        return {**report, "loss": self.loss.value}
+
+
+class ClassificationPredictions:
+    """One record per row: the label(s) and the probabilities, or the value."""
+
+    def __init__(self, task: ClassificationTask, n_rows: int) -> None:
+        self.task = task
+        self.records: list[dict | None] = [None] * n_rows
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        logits = outputs["logits"].float().cpu()
+        kind, labels = self.task.settings.problem_type, self.task.labels
+        if kind == REGRESSION:
+            records = [{"value": v} for v in logits.squeeze(-1).tolist()]
+        elif kind == MULTI:
+            threshold = self.task.settings.threshold
+            records = [
                 {
-                    "labels": [name for name, p in zip(self.labels, row, strict=True) if p > self.threshold],
-                    "probabilities": dict(zip(self.labels, row, strict=True)),
+                    "labels": [name for name, p in zip(labels, row, strict=True) if p > threshold],
+                    "probabilities": dict(zip(labels, row, strict=True)),
                 }
-                for row in probabilities.tolist()
+                for row in torch.sigmoid(logits).tolist()
             ]
-        probabilities = outputs.softmax(-1)
-        return [
-            {
-                "label": self.labels[int(row.argmax())],
-                "probabilities": dict(zip(self.labels, row.tolist(), strict=True)),
-            }
-            for row in probabilities
-        ]
+        else:
+            records = [
+                {"label": labels[int(row.argmax())], "probabilities": dict(zip(labels, row.tolist(), strict=True))}
+                for row in logits.softmax(-1)
+            ]
+        for example, record in zip(batch.examples, records, strict=True):
+            self.records[example.row] = record
+
+    def result(self) -> list[dict]:
+        return self.records

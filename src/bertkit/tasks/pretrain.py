@@ -1,39 +1,128 @@
 """Pretraining: masked-LM plus (optionally) next-sentence prediction, on BertForPreTraining.
 
-The vocabulary projection runs only at the masked positions. `forward` returns one row per example,
-[MLM loss summed over its masked tokens, of those predicted right, masked tokens, NSP logit 0, NSP logit 1],
-so that the shared trainer and `infer` handle it like any other task; the loss is the mean over the masked
-tokens of the batch plus the NSP cross-entropy, as in Google's and Hugging Face's code.
+The corpus is tokenised once into memory-mapped shards (`data/corpus.py`); every epoch draws new sentence
+pairs and masks from it (`data/masking.py`), and the first documents are held out, with fixed pairs and
+masks, for evaluation. The vocabulary projection runs only at the masked positions. The loss is the mean
+over the masked tokens of the batch plus the NSP cross-entropy, as in Google's and Hugging Face's code.
+
+A saved pretraining model predicts too: for each [MASK] of a text, the likeliest tokens (`fill-mask`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.data.batching import pad_encodings
-from bertkit.data.masking import PretrainExample
+from bertkit.data.batching import Batch, Example
+from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus
+from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
+from bertkit.data.readers import Row
+from bertkit.errors import UserError
 from bertkit.model.heads import BertForPreTraining
-from bertkit.tasks.base import Task, load_model
-from bertkit.tokenizer import Tokenizer
+from bertkit.tasks.base import Outputs, Splits, Task, load_model
+from bertkit.train.metrics import Mean
+
+if TYPE_CHECKING:
+    from bertkit.config import RunConfig
 
 log = logging.getLogger("bertkit")
-LOSS_SUM, CORRECT, MASKED, NSP_LOGITS = 0, 1, 2, slice(3, 5)
+FILL_MASK_TOP_K = 5
+
+
+@dataclasses.dataclass
+class PretrainSettings:
+    """The `pretrain` section: the corpus and how instances are drawn from it. `text` is the column a saved
+    model reads for fill-mask predictions."""
+
+    files: list | None = None
+    format: str = "sentences"  # sentences: one per line, blank line between documents; documents: one per line
+    prepared: str | None = None  # the tokenised shards; default <output_dir>/corpus, built when missing
+    scrub: bool = False  # replace e-mails, phone numbers and other PII with placeholders before tokenising
+    short_seq_prob: float = 0.1
+    nsp: bool = True
+    mask_prob: float = 0.15
+    whole_word: bool = False
+    dev_documents: int = 100  # the first documents are held out for evaluation
+    text: str = "text"
+
+    def validate(self, source: str = "config") -> None:
+        if self.format not in FORMATS:
+            raise UserError(f"{source}: key 'pretrain.format' must be one of {FORMATS}, got {self.format!r}")
+        for key in ("short_seq_prob", "mask_prob"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise UserError(f"{source}: key 'pretrain.{key}' must be in [0, 1), got {getattr(self, key)}")
+        if self.dev_documents < 0:
+            raise UserError(f"{source}: key 'pretrain.dev_documents' must not be negative")
+
+
+@dataclass(eq=False)  # hashed by identity, for the epoch cache
+class PretrainingData:
+    """A prepared corpus and how a run draws from it: `epoch(n)` gives epoch n's examples, `dev` fixed ones."""
+
+    corpus: Corpus
+    masker: Masker
+    seed: int
+    train_documents: range
+    dev: PretrainExamples | None
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019 (one object per run; the trainer asks for epoch 0 twice)
+    def epoch(self, epoch: int) -> PretrainExamples:
+        settings = self.masker.settings
+        pairs = build_pairs(self.corpus, self.train_documents, settings, self.seed * 1_000_003 + epoch)
+        return PretrainExamples(self.corpus, pairs, self.masker, self.seed, epoch)
 
 
 class PretrainTask(Task):
     name = "pretrain"
+    settings_type = PretrainSettings
     main_metric = "mlm_accuracy"
 
-    def __init__(self, tokenizer: Tokenizer, model_source: Path, max_len: int, nsp: bool = True) -> None:
-        super().__init__(tokenizer, model_source, max_len)
-        self.nsp = nsp
+    def masking(self) -> MaskingSettings:
+        s = self.settings
+        return MaskingSettings(self.max_len, s.short_seq_prob, s.nsp, s.mask_prob, s.whole_word)
+
+    def data(self, output_dir: str | Path, seed: int) -> PretrainingData:
+        """Tokenise the corpus into shards unless it is prepared already, and set aside the dev documents."""
+        settings = self.settings
+        corpus_dir = Path(settings.prepared or Path(output_dir) / "corpus")
+        if not (corpus_dir / META).is_file():
+            if not settings.files:
+                raise UserError(f"config: key 'pretrain.files' is required ({corpus_dir} holds no prepared corpus)")
+            meta = prepare_corpus(settings.files, self.tokenizer, corpus_dir, settings.format, settings.scrub)
+            log.info(
+                "corpus: %d documents, %d sentences, %d tokens",
+                *(meta[k] for k in ("documents", "sentences", "tokens")),
+            )
+        corpus = Corpus(corpus_dir)
+        if corpus.meta["vocab_size"] != self.tokenizer.vocab_size:
+            raise UserError(
+                f"{corpus_dir}: prepared with a {corpus.meta['vocab_size']}-token vocabulary, "
+                f"the tokenizer has {self.tokenizer.vocab_size}; prepare it again"
+            )
+        masking = self.masking()
+        masker = Masker(self.tokenizer, masking)
+        n_dev = min(settings.dev_documents, corpus.n_documents // 10)
+        data = PretrainingData(corpus, masker, seed, range(n_dev, corpus.n_documents), None)
+        if n_dev:  # fixed pairs and masks, so that evaluations compare
+            data.dev = PretrainExamples(
+                corpus, build_pairs(corpus, range(n_dev), masking, seed), masker, seed, DEV_EPOCH
+            )
+        return data
+
+    def splits(self, config: RunConfig) -> Splits:
+        data = self.data(config.output_dir, config.train.seed)
+        log.info("pretraining on %d instances per epoch", len(data.epoch(0)))
+        return Splits(data.epoch, data.dev)
 
     def build_model(self) -> BertForPreTraining:
         """Continue from a Hugging Face directory (heads it lacks start fresh), or start from a model JSON,
@@ -42,55 +131,106 @@ class PretrainTask(Task):
             return BertForPreTraining.from_pretrained(self.model_source)
         return load_model(BertForPreTraining, self.model_source, self.tokenizer, vocab_size=self.tokenizer.vocab_size)
 
-    def collate(self, examples: Sequence[PretrainExample]) -> dict[str, Tensor]:
-        batch = pad_encodings(examples, self.tokenizer.pad_id)
-        width = batch["input_ids"].shape[1]
-        batch["masked_positions"] = torch.cat(
-            [torch.from_numpy(e.positions) + row * width for row, e in enumerate(examples)]
-        )
-        batch["mlm_labels"] = torch.cat([torch.from_numpy(e.labels) for e in examples])
-        batch["targets"] = self.targets(examples)
+    def collate(self, examples: Sequence[PretrainExample | Example]) -> Batch:
+        """Training and dev instances carry their masked positions and labels; texts to fill in have theirs at
+        the [MASK] tokens."""
+        batch = super().collate(examples)
+        ids = batch["input_ids"]
+        if isinstance(examples[0], PretrainExample):
+            width = ids.shape[1]
+            batch.tensors["masked_positions"] = torch.cat(
+                [torch.from_numpy(e.positions) + row * width for row, e in enumerate(examples)]
+            )
+            batch.tensors["mlm_labels"] = torch.cat([torch.from_numpy(e.labels) for e in examples])
+            # NSP labels: 0 when B continues A, 1 when B is random (Hugging Face's convention)
+            batch.tensors["nsp_labels"] = torch.tensor([e.is_random for e in examples], dtype=torch.long)
+        else:
+            batch.tensors["masked_positions"] = (ids.flatten() == self.tokenizer.mask_id).nonzero().flatten()
         return batch
 
-    def targets(self, examples: Sequence[PretrainExample]) -> Tensor:
-        """NSP labels: 0 when B continues A, 1 when B is random (Hugging Face's convention)."""
-        return torch.tensor([e.is_random for e in examples], dtype=torch.long)
-
-    @staticmethod
-    def forward(model: nn.Module, batch: dict[str, Tensor], unpad: bool) -> Tensor:
-        ids, positions, labels = batch["input_ids"], batch["masked_positions"], batch["mlm_labels"]
+    def forward(self, model: nn.Module, batch: Batch) -> Outputs:
         mlm_logits, nsp_logits = model(
-            ids, batch["attention_mask"], batch["token_type_ids"], masked_positions=positions, unpad=unpad
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["token_type_ids"],
+            masked_positions=batch["masked_positions"],
         )
-        mlm_logits = mlm_logits.float()
-        per_token = torch.stack(
-            [
-                F.cross_entropy(mlm_logits, labels, reduction="none"),
-                (mlm_logits.argmax(-1) == labels).float(),
-                torch.ones_like(labels, dtype=torch.float),
-            ],
-            dim=1,
-        )
-        rows = positions // ids.shape[1]
-        per_example = torch.zeros(ids.shape[0], 3, device=ids.device).index_add(0, rows, per_token)
-        return torch.cat([per_example, nsp_logits.float()], dim=1)
+        return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
 
-    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        loss = outputs[:, LOSS_SUM].sum() / outputs[:, MASKED].sum().clamp(min=1)
-        if self.nsp:
-            loss = loss + F.cross_entropy(outputs[:, NSP_LOGITS], targets)
+    def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
+        loss = F.cross_entropy(outputs["mlm_logits"].float(), batch["mlm_labels"])
+        if self.settings.nsp:
+            loss = loss + F.cross_entropy(outputs["nsp_logits"].float(), batch["nsp_labels"])
         return loss
 
-    def metrics(self, outputs: Tensor, targets: Tensor) -> dict:
-        masked = float(outputs[:, MASKED].sum().clamp(min=1))
-        mlm_loss = float(outputs[:, LOSS_SUM].sum()) / masked
+    def metrics(self) -> PretrainMetrics:
+        return PretrainMetrics(self.settings.nsp)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [self.settings.text]
+
+    def read(self, path: str | Path, with_targets: bool) -> list[Row]:
+        if with_targets:
+            raise UserError(f"a {self.name} model is scored on its corpus by `bertkit pretrain`, not on a file")
+        return super().read(path, with_targets)
+
+    def encode(self, rows: Sequence[Row], with_targets: bool = False) -> list[Example]:
+        texts = [str(row[self.settings.text]) for row in rows]
+        encodings = self.tokenizer.encode_batch(texts, max_length=self.max_len)
+        return [Example(e.ids, e.type_ids, row=index) for index, e in enumerate(encodings)]
+
+    def predictions(self, n_rows: int) -> FillMaskPredictions:
+        return FillMaskPredictions(self, n_rows)
+
+
+class PretrainMetrics:
+    """MLM loss, accuracy and perplexity over every masked token; NSP loss and accuracy over every pair."""
+
+    def __init__(self, nsp: bool) -> None:
+        self.nsp = nsp
+        self.mlm_loss, self.mlm_accuracy = Mean(), Mean()
+        self.nsp_loss, self.nsp_accuracy = Mean(), Mean()
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        logits, labels = outputs["mlm_logits"].float(), batch["mlm_labels"]
+        self.mlm_loss.add(F.cross_entropy(logits, labels, reduction="sum"), labels.numel())
+        self.mlm_accuracy.add((logits.argmax(-1) == labels).sum(), labels.numel())
+        if self.nsp:
+            nsp_logits, nsp_labels = outputs["nsp_logits"].float(), batch["nsp_labels"]
+            self.nsp_loss.add(F.cross_entropy(nsp_logits, nsp_labels, reduction="sum"), nsp_labels.numel())
+            self.nsp_accuracy.add((nsp_logits.argmax(-1) == nsp_labels).sum(), nsp_labels.numel())
+
+    def result(self) -> dict:
         result = {
-            "mlm_loss": mlm_loss,
-            "mlm_accuracy": float(outputs[:, CORRECT].sum()) / masked,
-            "mlm_perplexity": math.exp(min(mlm_loss, 50.0)),
+            "mlm_loss": self.mlm_loss.value,
+            "mlm_accuracy": self.mlm_accuracy.value,
+            "mlm_perplexity": math.exp(min(self.mlm_loss.value, 50.0)),
+            "loss": self.mlm_loss.value,
         }
         if self.nsp:
-            nsp_logits = outputs[:, NSP_LOGITS]
-            result["nsp_loss"] = float(F.cross_entropy(nsp_logits, targets))
-            result["nsp_accuracy"] = float((nsp_logits.argmax(-1) == targets).float().mean())
+            result.update(nsp_loss=self.nsp_loss.value, nsp_accuracy=self.nsp_accuracy.value)
+            result["loss"] += self.nsp_loss.value
         return result
+
+
+class FillMaskPredictions:
+    """Per row, for each [MASK] in order, the likeliest tokens and their probabilities."""
+
+    def __init__(self, task: PretrainTask, n_rows: int) -> None:
+        self.tokenizer = task.tokenizer
+        self.records: list[dict | None] = [None] * n_rows
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        probabilities = outputs["mlm_logits"].float().softmax(-1).cpu()
+        top = probabilities.topk(min(FILL_MASK_TOP_K, probabilities.shape[-1]), dim=-1)
+        rows = (batch["masked_positions"] // batch["input_ids"].shape[1]).tolist()
+        masks: list[list[dict]] = [[] for _ in batch.examples]
+        for row, ids, scores in zip(rows, top.indices.tolist(), top.values.tolist(), strict=True):
+            tokens = self.tokenizer.convert_ids_to_tokens(ids)
+            masks[row].append({"tokens": tokens, "probabilities": scores})
+        for example, filled in zip(batch.examples, masks, strict=True):
+            self.records[example.row] = {"masks": filled}
+
+    def result(self) -> list[dict]:
+        return self.records

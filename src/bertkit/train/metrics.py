@@ -1,4 +1,8 @@
-"""Metrics computed from plain tensors, so every task shares them."""
+"""Metrics from plain tensors, and accumulators that gather what they need batch by batch.
+
+An accumulator keeps counts (a confusion matrix, true and false positives) or, where a metric needs every
+value (Pearson and Spearman), one number per example: never a whole output tensor of a dev set.
+"""
 
 from __future__ import annotations
 
@@ -41,8 +45,8 @@ def matthews(counts: Tensor) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def single_label(predicted: Tensor, gold: Tensor, labels: list[str]) -> dict:
-    counts = confusion_matrix(predicted, gold, len(labels))
+def single_label_report(counts: Tensor, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, MCC and per-class figures from a confusion matrix counts[gold, predicted]."""
     true_pos = counts.diag().double()
     precision, recall, f1 = _per_class(true_pos, counts.sum(0).double(), counts.sum(1).double())
     present = counts.sum(1) > 0
@@ -55,19 +59,15 @@ def single_label(predicted: Tensor, gold: Tensor, labels: list[str]) -> dict:
     }
 
 
+def single_label(predicted: Tensor, gold: Tensor, labels: list[str]) -> dict:
+    return single_label_report(confusion_matrix(predicted, gold, len(labels)), labels)
+
+
 def multi_label(predicted: Tensor, gold: Tensor, labels: list[str]) -> dict:
     """`predicted` and `gold` are 0/1 matrices (examples, labels)."""
-    predicted, gold = predicted.bool(), gold.bool()
-    true_pos = (predicted & gold).sum(0).double()
-    precision, recall, f1 = _per_class(true_pos, predicted.sum(0).double(), gold.sum(0).double())
-    micro_p = true_pos.sum() / predicted.sum().clamp(min=1)
-    micro_r = true_pos.sum() / gold.sum().clamp(min=1)
-    return {
-        "micro_f1": float(2 * micro_p * micro_r / (micro_p + micro_r).clamp(min=1e-12)),
-        "macro_f1": float(f1[gold.sum(0) > 0].mean()),
-        "subset_accuracy": float((predicted == gold).all(1).double().mean()),
-        "per_class": _report(labels, precision, recall, f1, gold.sum(0)),
-    }
+    counts = MultiLabelCounts(len(labels))
+    counts.add(predicted, gold)
+    return counts.report(labels)
 
 
 def _ranks(values: Tensor) -> Tensor:
@@ -93,3 +93,74 @@ def regression(predicted: Tensor, gold: Tensor) -> dict:
         "spearman": pearson(_ranks(predicted), _ranks(gold)),
         "mse": float(((predicted.double() - gold.double()) ** 2).mean()),
     }
+
+
+class Mean:
+    """A running mean of per-example values, from batch sums."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, batch_sum: Tensor | float, count: int) -> None:
+        self.total += float(batch_sum)
+        self.count += count
+
+    @property
+    def value(self) -> float:
+        return self.total / max(self.count, 1)
+
+
+class ConfusionCounts:
+    """counts[gold, predicted] over every batch added."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.counts = torch.zeros(n_classes, n_classes, dtype=torch.long)
+
+    def add(self, predicted: Tensor, gold: Tensor) -> None:
+        self.counts += confusion_matrix(predicted, gold, len(self.counts)).cpu()
+
+    def report(self, labels: list[str]) -> dict:
+        return single_label_report(self.counts, labels)
+
+
+class MultiLabelCounts:
+    """True, predicted and gold positives per label, and the rows whose labels are all right."""
+
+    def __init__(self, n_labels: int) -> None:
+        self.true_pos, self.predicted_pos, self.gold_pos = (torch.zeros(n_labels, dtype=torch.long) for _ in range(3))
+        self.exact_rows = self.rows = 0
+
+    def add(self, predicted: Tensor, gold: Tensor) -> None:
+        predicted, gold = predicted.bool().cpu(), gold.bool().cpu()
+        self.true_pos += (predicted & gold).sum(0)
+        self.predicted_pos += predicted.sum(0)
+        self.gold_pos += gold.sum(0)
+        self.exact_rows += int((predicted == gold).all(1).sum())
+        self.rows += len(gold)
+
+    def report(self, labels: list[str]) -> dict:
+        true_pos = self.true_pos.double()
+        precision, recall, f1 = _per_class(true_pos, self.predicted_pos.double(), self.gold_pos.double())
+        micro_p = true_pos.sum() / self.predicted_pos.sum().clamp(min=1)
+        micro_r = true_pos.sum() / self.gold_pos.sum().clamp(min=1)
+        return {
+            "micro_f1": float(2 * micro_p * micro_r / (micro_p + micro_r).clamp(min=1e-12)),
+            "macro_f1": float(f1[self.gold_pos > 0].mean()),
+            "subset_accuracy": self.exact_rows / max(self.rows, 1),
+            "per_class": _report(labels, precision, recall, f1, self.gold_pos),
+        }
+
+
+class Values:
+    """Predicted and gold numbers, one per example, for correlations."""
+
+    def __init__(self) -> None:
+        self.predicted: list[Tensor] = []
+        self.gold: list[Tensor] = []
+
+    def add(self, predicted: Tensor, gold: Tensor) -> None:
+        self.predicted.append(predicted.detach().float().cpu())
+        self.gold.append(gold.detach().float().cpu())
+
+    def report(self) -> dict:
+        return regression(torch.cat(self.predicted), torch.cat(self.gold))

@@ -1,4 +1,4 @@
-"""What a checkpoint holds, written atomically: model weights, optimizer, scheduler, grad scaler, RNG
+"""Training checkpoints. What one holds, written atomically: model weights, optimizer, scheduler, grad scaler, RNG
 states and the training position (epoch, next batch, step), so a resumed run continues exactly."""
 
 from __future__ import annotations
@@ -89,15 +89,35 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, scaler) -> Progress:
+@dataclasses.dataclass
+class Checkpoint:
+    """A checkpoint read back: where training stood, and the states to restore once the model, optimizer,
+    scheduler and scaler of the resumed run exist (the run's precision may depend on `progress`)."""
+
+    path: Path
+    weights: dict
+    state: dict
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(**self.state["progress"])
+
+    def restore(self, model: nn.Module, optimizer, scheduler, scaler) -> None:
+        try:
+            model.load_state_dict(self.weights)
+        except RuntimeError as err:
+            raise UserError(f"{self.path}: cannot resume from this checkpoint ({err})") from None
+        optimizer.load_state_dict(self.state["optimizer"])
+        scheduler.load_state_dict(self.state["scheduler"])
+        if scaler is not None and self.state["scaler"] is not None:
+            scaler.load_state_dict(self.state["scaler"])
+        _restore_rng(self.state["rng"])
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
     try:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
-        model.load_state_dict(load_file(path / WEIGHTS))
+        weights = load_file(path / WEIGHTS)
     except (OSError, RuntimeError) as err:
         raise UserError(f"{path}: cannot resume from this checkpoint ({err})") from None
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state["scaler"] is not None:
-        scaler.load_state_dict(state["scaler"])
-    _restore_rng(state["rng"])
-    return Progress(**state["progress"])
+    return Checkpoint(path, weights, state)

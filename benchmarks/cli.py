@@ -1,0 +1,157 @@
+"""`bertkit bench`: side-by-side runs of bertkit and its references, each printing its ratio as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.common import machine
+from benchmarks.finetune import finetune_side_by_side
+from benchmarks.infer import inference_side_by_side
+from benchmarks.pretrain import pretrain_side_by_side
+from benchmarks.steps import finetune_steps_side_by_side
+from benchmarks.tokenizer import tokenizer_throughput
+from bertkit.config import PRECISIONS
+from bertkit.data.readers import read_table
+from bertkit.device import pick_device
+from bertkit.run import default_model_dir
+
+
+def _setting(assignment: str) -> tuple[str, object]:
+    """`key=value` for bertkit's train section; the value is read as JSON when it parses."""
+    key, _, text = assignment.partition("=")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
+def cmd_tokenizer(args: argparse.Namespace) -> None:
+    rows = tokenizer_throughput(args.model or default_model_dir(), args.data, args.column)
+    print(f"machine: {machine()}")
+    for row in rows:
+        print(json.dumps(row))
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    summary = finetune_side_by_side(
+        args.data,
+        args.seeds,
+        args.text,
+        args.label,
+        args.max_len,
+        best_effort=args.best_effort,
+        work_dir=args.work_dir,
+        settings=dict(_setting(a) for a in args.set) or None,
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    print(f"machine: {machine(pick_device(args.device))}")
+    result = pretrain_side_by_side(
+        args.config, args.steps, overrides=args.set, device=args.device, peak_tflops=args.peak_tflops
+    )
+    print(json.dumps(result, indent=1))
+
+
+def cmd_steps(args: argparse.Namespace) -> None:
+    print(f"machine: {machine(pick_device(args.device))}")
+    result = finetune_steps_side_by_side(
+        args.data,
+        args.text,
+        args.label,
+        args.model,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        tokenizer_dir=args.tokenizer,
+    )
+    print(json.dumps(result, indent=1))
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    texts = [row[args.column] for path in args.data for row in read_table(path, [args.column])]
+    print(f"machine: {machine()}")
+    result = inference_side_by_side(texts, args.model, args.batch_size, args.max_len, precision=args.precision)
+    print(json.dumps(result, indent=1))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertkit bench", description=__doc__)
+    benches = parser.add_subparsers(dest="bench", required=True)
+    tok = benches.add_parser("tokenizer", help="batch-encoding tokens/s against transformers' fast tokenizer")
+    tok.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
+    tok.add_argument("--column", default="sentence", help="text column (default: sentence)")
+    tok.add_argument("--model", type=Path, help="model directory with vocab.txt (default: MiniLM-L6)")
+    tok.set_defaults(run=cmd_tokenizer)
+    finetune = benches.add_parser("finetune", help="fine-tuning accuracy and real tokens/s against the Trainer")
+    finetune.add_argument("data", type=Path, help="folder with train.tsv, dev.tsv, test.tsv")
+    finetune.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    finetune.add_argument("--text", default="sentence")
+    finetune.add_argument("--label", default="label")
+    finetune.add_argument("--max-len", type=int, default=128)
+    finetune.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="transformers with bf16 autocast and group_by_length instead of its defaults (bertkit then groups too)",
+    )
+    finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
+    finetune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="bertkit train settings, e.g. --set precision=fp32",
+    )
+    finetune.set_defaults(run=cmd_finetune)
+    pretraining = benches.add_parser(
+        "pretrain", help="pretraining tokens/s against transformers' BertForPreTraining on the same batches"
+    )
+    pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
+    pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
+    pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    pretraining.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    pretraining.add_argument(
+        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
+    )
+    pretraining.set_defaults(run=cmd_pretrain)
+    steps = benches.add_parser(
+        "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
+    )
+    steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
+    steps.add_argument("--text", default="sentence")
+    steps.add_argument("--label", default="label")
+    steps.add_argument(
+        "--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON (random weights)"
+    )
+    steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
+    steps.add_argument("--batch-size", type=int, default=32)
+    steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
+    steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    steps.set_defaults(run=cmd_steps)
+    inference = benches.add_parser(
+        "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
+    )
+    inference.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
+    inference.add_argument("--column", default="sentence", help="text column (default: sentence)")
+    inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
+    inference.add_argument("--batch-size", type=int, default=32)
+    inference.add_argument("--max-len", type=int, default=128)
+    inference.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="bertkit's (transformers runs fp32): auto or fp32"
+    )
+    inference.set_defaults(run=cmd_infer)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

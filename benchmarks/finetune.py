@@ -1,0 +1,151 @@
+"""Fine-tuning end to end: `bertkit train` against transformers' Trainer, accuracy and real tokens/s."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from bertkit.config import RunConfig
+from bertkit.data.readers import read_table
+from bertkit.run import default_model_dir, run
+
+
+def _transformers_finetune(
+    model_dir: Path,
+    files: dict[str, Path],
+    text: str,
+    label: str,
+    max_len: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    warmup: float,
+    seed: int,
+    best_effort: bool,
+    work_dir: Path,
+) -> dict:
+    """transformers' Trainer with its defaults (or bf16 + group_by_length): test accuracy, real tokens/s."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = {split: read_table(path, [text, label]) for split, path in files.items()}
+    names = sorted({row[label] for row in rows["train"]})
+    index = {name: i for i, name in enumerate(names)}
+
+    def encode(split: str) -> list[dict]:
+        encoded = tokenizer([row[text] for row in rows[split]], truncation=True, max_length=max_len)
+        return [
+            {"input_ids": ids, "attention_mask": mask, "labels": index[row[label]]}
+            for ids, mask, row in zip(encoded["input_ids"], encoded["attention_mask"], rows[split], strict=True)
+        ]
+
+    train, test = encode("train"), encode("test")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(names))
+    options = {"bf16": True, "train_sampling_strategy": "group_by_length"} if best_effort else {}
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=64,
+        warmup_steps=warmup,
+        seed=seed,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        **options,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
+    runtime = trainer.train().metrics["train_runtime"]
+    predicted = trainer.predict(test)
+    # With length grouping the predictions come back grouped; score them against the label_ids returned with them.
+    accuracy = float((predicted.predictions.argmax(-1) == predicted.label_ids).mean())
+    tokens = epochs * sum(len(example["input_ids"]) for example in train)
+    return {"test_accuracy": accuracy, "train_tokens_per_s": tokens / runtime}
+
+
+def finetune_side_by_side(
+    data_dir: Path,
+    seeds: list[int],
+    text: str,
+    label: str,
+    max_len: int = 128,
+    epochs: int = 3,
+    lr: float = 5e-5,
+    batch_size: int = 32,
+    warmup: float = 0.1,
+    best_effort: bool = False,
+    work_dir: Path = Path("runs/bench_finetune"),
+    model_dir: Path | None = None,
+    settings: dict | None = None,
+) -> dict:
+    """bertkit `train` (its defaults plus `settings`) against transformers' Trainer, seed by seed."""
+    model_dir = model_dir or default_model_dir()
+    if best_effort:  # the Trainer then groups by length: so does bertkit, for the same batch composition
+        settings = {"group_by_length": True, **(settings or {})}
+    files = {split: data_dir / f"{split}.tsv" for split in ("train", "dev", "test")}
+    rows: dict[str, list[dict]] = {"bertkit": [], "transformers": []}
+    for seed in seeds:
+        config = RunConfig.from_dict(
+            {
+                "model": str(model_dir),
+                "output_dir": str(work_dir / f"bertkit-seed-{seed}"),
+                "max_len": max_len,
+                "data": {split: str(path) for split, path in files.items()},
+                "classify": {"text": text, "label": label},
+                "train": {
+                    "seed": seed,
+                    "batch_size": batch_size,
+                    "lr": lr,
+                    "n_epochs": epochs,
+                    "warmup": warmup,
+                    "save_steps": 10**9,
+                    **(settings or {}),
+                },
+            }
+        )
+        ours = run(config)
+        rows["bertkit"].append(
+            {"seed": seed, "test_accuracy": ours["test_accuracy"], "train_tokens_per_s": ours["train_tokens_per_s"]}
+        )
+        theirs = _transformers_finetune(
+            model_dir,
+            files,
+            text,
+            label,
+            max_len,
+            epochs,
+            lr,
+            batch_size,
+            warmup,
+            seed,
+            best_effort,
+            work_dir / f"transformers-seed-{seed}",
+        )
+        rows["transformers"].append({"seed": seed, **theirs})
+        print(
+            json.dumps({"seed": seed, "bertkit": rows["bertkit"][-1], "transformers": rows["transformers"][-1]}),
+            flush=True,
+        )
+    summary = {
+        name: {key: statistics.mean(r[key] for r in runs) for key in ("test_accuracy", "train_tokens_per_s")}
+        for name, runs in rows.items()
+    }
+    summary["tokens_per_s_ratio"] = (
+        summary["bertkit"]["train_tokens_per_s"] / summary["transformers"]["train_tokens_per_s"]
+    )
+    summary["accuracy_gap_points"] = 100 * (
+        summary["bertkit"]["test_accuracy"] - summary["transformers"]["test_accuracy"]
+    )
+    summary["runs"] = rows
+    return summary

@@ -1,0 +1,109 @@
+"""Prediction from raw text: bertkit against transformers and onnxruntime on the same weights."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bertkit.device import best_of
+from bertkit.inference import load
+from bertkit.run import default_model_dir
+from bertkit.tasks.classify import ClassificationTask, ClassifySettings
+from bertkit.tokenizer import Tokenizer
+
+
+def classifier_directory(model_dir: Path, out: Path, max_len: int) -> None:
+    """A two-label classifier on `model_dir`'s encoder (head seeded at random), saved as `bertkit train` would,
+    so that bertkit, transformers and onnxruntime all run the very same weights."""
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    task = ClassificationTask(ClassifySettings(), tokenizer, model_dir, max_len)
+    task.labels = ["negative", "positive"]
+    torch.manual_seed(0)
+    task.build_model().save_pretrained(out, tokenizer, task.saved())
+
+
+def onnx_session(model, out: Path):
+    """transformers' model exported to ONNX (dynamic batch and length), in an onnxruntime session with all
+    graph optimisations and as many threads as torch uses."""
+    import onnxruntime
+
+    example = torch.ones((2, 8), dtype=torch.long)
+    torch.onnx.export(
+        model,
+        (example, example, torch.zeros_like(example)),
+        str(out),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["logits"],
+        dynamic_axes={name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask", "token_type_ids")},
+        dynamo=False,
+    )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+
+
+def inference_side_by_side(
+    texts: list[str],
+    model_dir: Path | None = None,
+    batch_size: int = 32,
+    max_len: int = 128,
+    repeats: int = 3,
+    precision: str = "auto",
+) -> dict:
+    """Sentences/s from raw text to class probabilities, batch by batch, on the same weights:
+    - bertkit: `bertkit.load(dir).predict(texts)` (its own batching: by length, answers in input order);
+    - transformers fp32: the fast tokenizer and the model on batches in input order, padded to the longest;
+    - onnxruntime: the same model exported to ONNX, fed the same padded batches, in input order and sorted
+      by length (the second is the strongest reference: no padding work for either library to skip).
+    Each timing is the best of `repeats` runs over all texts; tokenisation is included everywhere."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = model_dir or default_model_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "classifier"
+        classifier_directory(model_dir, directory, max_len)
+        ours = load(directory, "cpu", precision)
+        ours.batch_size = batch_size
+        theirs = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+        their_tokenizer = AutoTokenizer.from_pretrained(directory)
+        session = onnx_session(theirs, Path(tmp) / "model.onnx")
+
+        in_order = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        by_length = sorted(texts, key=lambda text: len(their_tokenizer.tokenize(text)))
+        sorted_batches = [by_length[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+
+        def encode(batch: list[str], tensors: str) -> dict:
+            return their_tokenizer(
+                batch,
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_token_type_ids=True,
+                return_tensors=tensors,
+            )
+
+        @torch.inference_mode()
+        def transformers_run() -> torch.Tensor:
+            return torch.cat([theirs(**encode(batch, "pt")).logits.softmax(-1) for batch in in_order])
+
+        def onnx_run(batches: list[list[str]]) -> None:
+            for batch in batches:
+                session.run(["logits"], dict(encode(batch, "np")))
+
+        ours_p = torch.tensor([list(p["probabilities"].values()) for p in ours.predict(texts)])
+        seconds = {
+            "bertkit": best_of(repeats, lambda: ours.predict(texts)),
+            "transformers": best_of(repeats, transformers_run),
+            "onnxruntime": best_of(repeats, lambda: onnx_run(in_order)),
+            "onnxruntime_sorted": best_of(repeats, lambda: onnx_run(sorted_batches)),
+        }
+        difference = float((ours_p - transformers_run()).abs().max())
+    result = {name: {"sentences_per_s": len(texts) / s} for name, s in seconds.items()}
+    for name in ("transformers", "onnxruntime", "onnxruntime_sorted"):
+        result[f"ratio_vs_{name}"] = seconds[name] / seconds["bertkit"]
+    result["max_probability_difference"] = difference
+    result["sentences"], result["batch_size"] = len(texts), batch_size
+    return result

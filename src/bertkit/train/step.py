@@ -1,0 +1,109 @@
+"""One optimizer step: forward and backward over its micro-batches, clipping, AdamW, the schedule.
+
+AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient accumulation (each
+micro-batch's loss divided by their number, so k micro-batches give the update of one k-times batch), the
+fp16 gradient scaler on CUDA, and the device's step techniques (`step_techniques.py`). The trainer and the
+benchmarks both drive this, so that what is timed is what trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bertkit.config import TrainConfig
+from bertkit.data.batching import Batch
+from bertkit.device import Precision
+from bertkit.tasks.base import Outputs, Task
+from bertkit.train.step_techniques import StepTechniques
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices only: never on biases or LayerNorm parameters."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+@dataclass
+class StepResult:
+    """The mean loss of the step, its real (non-pad) tokens, and the last micro-batch with its outputs."""
+
+    loss: float
+    tokens: int
+    outputs: Outputs
+    batch: Batch
+
+
+class TrainingStep:
+    """Optimizer, schedule and scaler of a run, and the step they take; enter it for the length of training."""
+
+    def __init__(
+        self,
+        task: Task,
+        model: nn.Module,
+        config: TrainConfig,
+        device: torch.device,
+        precision: Precision,
+        total_steps: int,
+    ) -> None:
+        self.task, self.model, self.config, self.device, self.precision = task, model, config, device, precision
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(model, config.weight_decay), lr=config.lr, fused=device.type in ("cpu", "cuda")
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, linear_schedule(round(config.warmup * total_steps), total_steps)
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
+        # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
+        fused = self.optimizer if self.optimizer.defaults["fused"] and self.scaler is None else None
+        self.techniques = StepTechniques(model, device, precision.dtype, fused)
+
+    def __enter__(self) -> TrainingStep:
+        self.techniques.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.techniques.__exit__(*exc)
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def __call__(self, micro_batches: Sequence[Batch]) -> StepResult:
+        """One optimizer step over `micro_batches` (already on the device)."""
+        total_loss, tokens = 0.0, 0
+        with self.techniques.forward_backward():
+            for batch in micro_batches:
+                with self.precision.autocast():
+                    outputs = self.task.forward(self.model, batch)
+                loss = self.task.loss(outputs, batch) / len(micro_batches)
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                total_loss += loss.item()
+                tokens += batch.real_tokens
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        self.techniques.clip(self.config.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.techniques.zero()
+        return StepResult(total_loss, tokens, {k: v.detach() for k, v in outputs.items()}, batch)
