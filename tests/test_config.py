@@ -107,7 +107,7 @@ def test_misspelt_key_in_a_hugging_face_config_is_reported(tmp_path, minilm_dir,
         ({"problem_type": "regression"}, "key 'problem_type' is now 'classify.problem_type'"),
         ({"task": "pretrain", "corpus": {"nsp": False}}, "key 'corpus' is now 'pretrain'"),
         ({"classify": {"txt": "sentence"}}, "unknown key 'classify.txt'"),
-        ({"task": "tag"}, "unknown task 'tag'"),
+        ({"task": "parse"}, "unknown task 'parse'"),
     ],
 )
 def test_run_config_keys_of_earlier_versions_say_where_they_moved(tmp_path, change, message):

@@ -121,6 +121,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"confusion matrix: {run_dir / 'test_confusion_matrix.png'} (.json beside it)")
 
 
+def cmd_score_tag(args: argparse.Namespace) -> None:
+    """Entity scores of predicted tags against gold ones, CoNLL files of the same sentences: a conlleval."""
+    from bertkit.data.readers import read_conll
+    from bertkit.train import entities
+
+    gold, predicted = read_conll(args.gold, -1), read_conll(args.predicted, -1)
+    if len(gold) != len(predicted):
+        raise UserError(f"{args.predicted}: {len(predicted)} sentences, {args.gold} has {len(gold)}")
+    counts = entities.EntityCounts(args.mode, args.scheme)
+    for g, p in zip(gold, predicted, strict=True):
+        if g["tokens"] != p["tokens"]:
+            raise UserError(f"{p.where}: the words differ from those of {g.where}")
+        entities.check(g["tags"], g.where)
+        entities.check(p["tags"], p.where)
+        try:
+            counts.add(g["tags"], p["tags"])
+        except ValueError as err:  # a tag the strict scheme does not allow
+            raise UserError(f"{g.where} / {p.where}: {err}") from None
+    scheme = args.scheme if args.mode == "strict" else None
+    print(json.dumps({"mode": args.mode, "scheme": scheme, **counts.report()}, indent=1))
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     """The side-by-side benchmarks live beside the package, in a source checkout's benchmarks/."""
     root = Path(__file__).resolve().parents[2]
@@ -208,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")
     demo.set_defaults(run=cmd_demo)
+
+    score = commands.add_parser("score", help="score predictions against gold data")
+    scores = score.add_subparsers(dest="score", required=True)
+    tag_score = scores.add_parser(
+        "tag", help="entity precision, recall and F1 of two CoNLL files (word first, tag last): a conlleval"
+    )
+    tag_score.add_argument("gold", type=Path, help="CoNLL file with the gold tags")
+    tag_score.add_argument("predicted", type=Path, help="CoNLL file of the same sentences with predicted tags")
+    tag_score.add_argument(
+        "--mode", choices=("lenient", "strict"), default="lenient", help="lenient: as conlleval reads tags"
+    )
+    tag_score.add_argument(
+        "--scheme", choices=("IOB1", "IOB2", "BIOES"), default="IOB2", help="the scheme of strict mode"
+    )
+    tag_score.set_defaults(run=cmd_score_tag)
 
     bench = commands.add_parser(
         "bench", help="side-by-side speed against transformers (`bertkit bench --help`)", add_help=False

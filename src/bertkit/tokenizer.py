@@ -40,7 +40,8 @@ MAX_WORD_CHARS = 100
 @dataclass
 class Encoding:
     """One encoded text (or pair): ids, segment ids, mask, (start, end) character offsets into the text each
-    token came from, the tokens, and whether truncation cut it."""
+    token came from, the tokens, whether truncation cut it, and the word each token belongs to (words are
+    what the pre-tokenizer splits, or the words given)."""
 
     ids: list[int]
     type_ids: list[int]
@@ -48,6 +49,7 @@ class Encoding:
     offsets: list[tuple[int, int]]
     tokens: list[str]
     truncated: bool = False
+    word_ids: list[int | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -271,6 +273,15 @@ class Tokenizer:
         return [
             Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, bool(e.overflowing)) for e in encoded
         ]
+
+    def encode_words(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> list[Encoding]:
+        """Tokens of texts, or of texts already split into words, with `word_ids`; without [CLS]/[SEP] and
+        without truncation (for a task that labels words). A word may give no token at all (one made only of
+        characters the cleaning drops)."""
+        pretokenized = bool(inputs) and not isinstance(inputs[0], str)
+        batch = [list(words) for words in inputs] if pretokenized else list(inputs)
+        encoded = self._fast.encode_batch(batch, is_pretokenized=pretokenized, add_special_tokens=False)
+        return [Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, False, e.word_ids) for e in encoded]
 
     def ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without [CLS]/[SEP] and without truncation (for pretraining corpora)."""

@@ -1,7 +1,8 @@
-"""CSV, TSV and JSONL readers with a column mapping; every problem is reported with file and line.
+"""CSV, TSV, JSONL and CoNLL readers; every problem is reported with file and line.
 
 TSV is read without quoting (a quote is an ordinary character, as in most NLP corpora); CSV follows the usual
-quoting rules; JSONL holds one object per line.
+quoting rules; JSONL holds one object per line; CoNLL holds one word per line (its columns split by tabs, or
+by spaces where a file has no tab) and a blank line between sentences.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from bertkit.errors import UserError
 
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob")
+DOCSTART = "-DOCSTART-"
 
 
 @dataclass
@@ -97,4 +100,55 @@ def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[
         raise UserError(f"{path}: malformed {kind.upper()} ({err})") from None
     if not rows:
         raise UserError(f"{path}: no data rows")
+    return rows
+
+
+def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
+    """Sentences of a CoNLL file as rows {"tokens": [...], "tags": [...]} (the word in the first column, the
+    tag in `tag_column`; no tags when it is None); a row's line is its sentence's first. `-DOCSTART-` lines
+    are skipped; every word line must have as many columns as the file's first."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    rows: list[Row] = []
+    width = separator = None
+    words: list[str] = []
+    tags: list[str] = []
+    start = 0
+
+    def close() -> None:
+        if words:
+            rows.append(Row(str(path), start, {"tokens": list(words), **({"tags": list(tags)} if tags else {})}))
+            words.clear()
+            tags.clear()
+
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    close()
+                    continue
+                if separator is None:
+                    separator = "\t" if "\t" in line else None
+                fields = line.split(separator)
+                if fields[0] == DOCSTART:
+                    close()
+                    continue
+                if width is None:
+                    width = len(fields)
+                    if tag_column is not None and (width < 2 or not -width <= tag_column < width):
+                        raise UserError(f"{path}: line {number}: {width} columns, no tag column {tag_column}")
+                if len(fields) != width:
+                    raise UserError(f"{path}: line {number}: {len(fields)} columns, the file's first line has {width}")
+                if not words:
+                    start = number
+                words.append(fields[0])
+                if tag_column is not None:
+                    tags.append(fields[tag_column])
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    close()
+    if not rows:
+        raise UserError(f"{path}: no sentences")
     return rows

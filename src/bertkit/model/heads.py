@@ -50,11 +50,17 @@ class _LinearClassifier(_TaskModel):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
+        positions: Tensor | None = None,
     ) -> Tensor:
-        if self.per_token:
+        """For a token classifier, `positions` (flat indices into the batch*seq grid, of real tokens) gives
+        the logits of those tokens alone, (positions, labels), equal to the full grid's there; past its
+        attention the last layer runs for them alone."""
+        if not self.per_token:
+            features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
+        elif positions is None:
             features = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
         else:
-            features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
+            features = self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions)
         return self.classifier(self.dropout(features))
 
 
@@ -66,7 +72,7 @@ class BertForSequenceClassification(_LinearClassifier):
 
 
 class BertForTokenClassification(_LinearClassifier):
-    """Logits (batch, seq, labels), one row per token."""
+    """Logits (batch, seq, labels), one row per token (or per token of `positions`)."""
 
     hf_architecture = "BertForTokenClassification"
     per_token = True

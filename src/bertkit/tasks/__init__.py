@@ -5,6 +5,8 @@ A new task is one module here and one entry below.
 
 from bertkit.tasks.base import Task
 from bertkit.tasks.classify import ClassificationTask
+from bertkit.tasks.pair import PairTask
 from bertkit.tasks.pretrain import PretrainTask
+from bertkit.tasks.tag import TagTask
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, PretrainTask)}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, PairTask, TagTask, PretrainTask)}

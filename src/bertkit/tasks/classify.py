@@ -1,4 +1,4 @@
-"""Text (or text-pair) classification: binary, multi-class, multi-label, and scalar regression.
+"""Text classification: binary, multi-class, multi-label, and scalar regression (text pairs: `tasks/pair.py`).
 
 The head is a linear layer on the pooled [CLS] vector, named as in transformers'
 BertForSequenceClassification, so a saved model loads there with the same logits.
@@ -37,7 +37,6 @@ class ClassifySettings:
     separated and the probability above which a label is predicted."""
 
     text: str = "text"
-    text_pair: str | None = None
     label: str = "label"
     problem_type: str = SINGLE
     threshold: float = 0.5
@@ -70,7 +69,8 @@ class ClassificationTask(TableTask):
 
     @property
     def input_columns(self) -> list[str]:
-        return [self.settings.text] + ([self.settings.text_pair] if self.settings.text_pair else [])
+        """The text, or for a pair task the two texts: [CLS] a [SEP] b [SEP]."""
+        return [self.settings.text]
 
     @property
     def target_columns(self) -> list[str]:
@@ -118,9 +118,8 @@ class ClassificationTask(TableTask):
         return ids[0]
 
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[Example]:
-        texts = [str(row[self.settings.text]) for row in rows]
-        pairs = [str(row[self.settings.text_pair]) for row in rows] if self.settings.text_pair else None
-        encodings = self.tokenizer.encode_batch(texts, pairs, max_length=self.max_len)
+        texts, *pairs = ([str(row[column]) for row in rows] for column in self.input_columns)
+        encodings = self.tokenizer.encode_batch(texts, pairs[0] if pairs else None, max_length=self.max_len)
         if truncated := sum(e.truncated for e in encodings):
             log.info("%s: %d of %d inputs cut at max_len %d", rows[0].source, truncated, len(rows), self.max_len)
         return [

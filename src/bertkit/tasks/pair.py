@@ -1,0 +1,38 @@
+"""Text pairs: [CLS] a [SEP] b [SEP] with segment ids 0 and 1, classified (NLI, paraphrase) or scored
+(semantic similarity, MSE). A pair too long loses tokens from its longer side first (`longest_first`).
+
+Everything else is classification's (`tasks/classify.py`): the label order of the training data, saved in
+`config.json`; an unseen label in dev, test or `evaluate` data is an error; accuracy, macro-F1 and MCC, or
+Pearson and Spearman; a saved model loads in transformers' AutoModelForSequenceClassification.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from bertkit.errors import UserError
+from bertkit.tasks.classify import REGRESSION, SINGLE, ClassificationTask
+
+
+@dataclasses.dataclass
+class PairSettings:
+    """The `pair` section: the two text columns, the label column, and whether the label is a class
+    (`single_label`) or a number (`regression`): chosen here, never guessed from how labels are written."""
+
+    text_a: str = "sentence1"
+    text_b: str = "sentence2"
+    label: str = "label"
+    problem_type: str = SINGLE
+
+    def validate(self, source: str = "config") -> None:
+        if self.problem_type not in (SINGLE, REGRESSION):
+            raise UserError(f"{source}: key 'pair.problem_type' must be {SINGLE} or {REGRESSION}")
+
+
+class PairTask(ClassificationTask):
+    name = "pair"
+    settings_type = PairSettings
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [self.settings.text_a, self.settings.text_b]
