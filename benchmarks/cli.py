@@ -9,9 +9,10 @@ from pathlib import Path
 
 from benchmarks.common import machine
 from benchmarks.finetune import finetune_side_by_side
-from benchmarks.infer import inference_side_by_side
+from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
 from benchmarks.pretrain import pretrain_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
+from benchmarks.task import task_side_by_side
 from benchmarks.tokenizer import tokenizer_throughput
 from bertkit.config import PRECISIONS
 from bertkit.data.readers import read_table
@@ -80,6 +81,20 @@ def cmd_infer(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
+def cmd_infer_tags(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    result = tagging_inference_side_by_side(
+        args.model, args.data, args.batch_size, args.max_len, precision=args.precision
+    )
+    print(json.dumps(result, indent=1))
+
+
+def cmd_task(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    summary = task_side_by_side(args.config, args.seeds, args.work_dir, args.set)
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertkit bench", description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True)
@@ -145,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="auto", help="bertkit's (transformers runs fp32): auto or fp32"
     )
     inference.set_defaults(run=cmd_infer)
+    tags = benches.add_parser(
+        "infer-tags", help="tagging sentences/s against transformers' token classification, same weights"
+    )
+    tags.add_argument("model", type=Path, help="a tagging model directory (bertkit train, task tag)")
+    tags.add_argument("data", type=Path, help="CoNLL file of sentences")
+    tags.add_argument("--batch-size", type=int, default=32)
+    tags.add_argument("--max-len", type=int, default=128)
+    tags.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
+    tags.set_defaults(run=cmd_infer_tags)
+    task = benches.add_parser(
+        "task", help="a run config (pair, tag) trained by bertkit and by transformers' Trainer, seed by seed"
+    )
+    task.add_argument("config", type=Path, help="run config JSON (configs/mrpc.json, configs/conll2003.json, ...)")
+    task.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    task.add_argument("--work-dir", type=Path, default=Path("runs/bench_task"))
+    task.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    task.set_defaults(run=cmd_task)
     return parser
 
 

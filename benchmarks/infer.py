@@ -107,3 +107,64 @@ def inference_side_by_side(
     result["max_probability_difference"] = difference
     result["sentences"], result["batch_size"] = len(texts), batch_size
     return result
+
+
+def tagging_inference_side_by_side(
+    model_dir: Path, data: Path, batch_size: int = 32, max_len: int = 128, repeats: int = 3, precision: str = "auto"
+) -> dict:
+    """Sentences/s from words to a tag per word, on a saved tagging model (`bertkit train` with task tag):
+    - bertkit: `bertkit.load(dir).predict_rows(rows)` (batches by length, windows for long sentences, tags and
+      entities per sentence in input order);
+    - transformers: its fast tokenizer on the words and `AutoModelForTokenClassification` on batches in
+      input order, and sorted by length, padded to the longest, the argmax at each word's first sub-token.
+    Each timing is the best of `repeats` runs over all sentences; tokenisation is included everywhere."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    ours = load(model_dir, "cpu", precision)
+    ours.batch_size = batch_size
+    rows = ours.read(data, with_targets=False)
+    theirs = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
+    their_tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    sentences = [row[ours.task.settings.tokens] for row in rows]
+    by_length = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+
+    @torch.inference_mode()
+    def transformers_run(order: list[int]) -> list[list[str]]:
+        tags: list[list[str] | None] = [None] * len(sentences)
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            encoded = their_tokenizer(
+                [sentences[i] for i in indices],
+                is_split_into_words=True,
+                truncation=True,
+                max_length=max_len,
+                padding=True,
+                return_tensors="pt",
+            )
+            predicted = theirs(**encoded).logits.argmax(-1)
+            for row, i in enumerate(indices):
+                first: dict[int, int] = {}
+                for position, word in enumerate(encoded.word_ids(row)):
+                    if word is not None:
+                        first.setdefault(word, position)
+                labels = theirs.config.id2label
+                tags[i] = [
+                    labels[int(predicted[row, first[w]])] if w in first else "O" for w in range(len(sentences[i]))
+                ]
+        return tags
+
+    in_order = list(range(len(sentences)))
+    ours_tags = [record["tags"] for record in ours.predict_rows(rows)]
+    their_tags = transformers_run(in_order)
+    agree = sum(a == b for x, y in zip(ours_tags, their_tags, strict=True) for a, b in zip(x, y, strict=True))
+    seconds = {
+        "bertkit": best_of(repeats, lambda: ours.predict_rows(rows)),
+        "transformers": best_of(repeats, lambda: transformers_run(in_order)),
+        "transformers_sorted": best_of(repeats, lambda: transformers_run(by_length)),
+    }
+    result = {name: {"sentences_per_s": len(rows) / s} for name, s in seconds.items()}
+    for name in ("transformers", "transformers_sorted"):
+        result[f"ratio_vs_{name}"] = seconds[name] / seconds["bertkit"]
+    result["words_tagged_alike"] = agree / sum(map(len, sentences))
+    result["sentences"], result["batch_size"], result["precision"] = len(rows), batch_size, precision
+    return result

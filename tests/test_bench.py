@@ -51,3 +51,39 @@ def test_training_flops_count_every_matmul_of_a_step_on_unpadded_sequences():
     with FlopCounterMode(display=False) as counter:
         model(ids, mask).pooler_output.sum().backward()
     assert training_flops(config, mask) == counter.get_total_flops()
+
+
+def test_the_tagging_reference_labels_the_first_sub_token_of_each_word_as_bertkit_does(tmp_path, minilm_dir):
+    from transformers import AutoTokenizer
+
+    from benchmarks.task import _tag_features
+    from bertkit.config import RunConfig
+    from bertkit.run import build_task
+
+    (tmp_path / "t.conll").write_text("EU B-ORG\nrejects O\nGerman-made B-MISC\nTrümmerfrauen O\n\nPeter B-PER\n\n")
+    config = RunConfig.from_dict(
+        {"task": "tag", "model": str(minilm_dir), "data": {"train": str(tmp_path / "t.conll")}}
+    )
+    task = build_task(config)
+    rows = task.read(tmp_path / "t.conll", with_targets=True)
+    task.prepare(rows)
+    theirs = _tag_features(task, AutoTokenizer.from_pretrained(minilm_dir), rows, 128)
+    for example, feature in zip(task.encode(rows), theirs, strict=True):
+        assert example.ids == feature["input_ids"]
+        assert example.target == feature["labels"]
+
+
+def test_tagging_inference_bench_tags_every_word_as_transformers_does(tmp_path):
+    from tiny import make_tag_setup
+
+    from benchmarks.infer import tagging_inference_side_by_side
+    from bertkit.config import RunConfig
+    from bertkit.run import run
+
+    setup = make_tag_setup(tmp_path, n_train=64)
+    setup["train"]["n_epochs"] = 2
+    run(RunConfig.from_dict(setup))
+    result = tagging_inference_side_by_side(
+        tmp_path / "run" / "model", tmp_path / "test.conll", batch_size=8, max_len=32, repeats=1, precision="fp32"
+    )
+    assert result["words_tagged_alike"] == 1.0 and result["sentences"] == 64
