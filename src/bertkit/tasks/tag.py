@@ -160,7 +160,7 @@ class TagTask(TableTask):
         sentences = [self._sentence(row, with_targets) for row in rows]
         pretokenized = [s.words if s.text is None else s.text for s in sentences]
         label_ids = {tag: i for i, tag in enumerate(self.labels)}
-        size, examples, split = self.max_len - 2, [], 0
+        size, examples, split, silent = self.max_len - 2, [], 0, 0
         stride = size // 4 if self.settings.stride is None else self.settings.stride
         if stride >= size:
             raise UserError(f"config: key 'tag.stride' ({stride}) must be below max_len - 2 ({size})")
@@ -171,6 +171,7 @@ class TagTask(TableTask):
             if sentence.text is not None:
                 self._words_of_text(sentence, encoding)
             first = [p for p, w in enumerate(word_ids) if p == 0 or word_ids[p - 1] != w]
+            silent += len(sentence.words) - len(first)
             labels = [IGNORED] * len(word_ids)
             if with_targets:
                 for p in first:
@@ -191,6 +192,10 @@ class TagTask(TableTask):
                 examples.append(
                     TagExample(ids, [0] * len(ids), target, index, None, words, sentence if start == 0 else None)
                 )
+        if silent:
+            log.info(
+                "%s: %d words give no sub-token (only characters the tokenizer drops): tagged O", rows[0].source, silent
+            )
         if split:
             log.info(
                 "%s: %d of %d sentences longer than max_len %d, split into windows",
