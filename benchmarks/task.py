@@ -4,8 +4,10 @@ The reference: the same MiniLM weights under transformers' Auto classes, the sam
 batch, warmup, weight decay and clipping; evaluated at each epoch end on dev and its best epoch kept, as
 bertkit keeps its best; scored with bertkit's metrics on test (dev where there is no test). Pairs: the
 tokenizer's pair encoding with `longest_first` truncation. Tags: words aligned to their first sub-token
-as transformers' `run_ner.py` does (the other sub-tokens ignored), sentences cut at max_len. Real training
-tokens/s: non-pad tokens of every training step over the time of the steps alone (evaluation excluded).
+as transformers' `run_ner.py` does (the other sub-tokens ignored), sentences cut at max_len. QA: windows and
+decoding as transformers' `run_qa.py` (`benchmarks/qa.py`), with dynamic padding rather than its default
+padding of every window to max_len. Real training tokens/s: non-pad tokens of every training step over the
+time of the steps alone (evaluation excluded).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import qa
 from bertkit.config import RunConfig
 from bertkit.run import build_task, run
 from bertkit.tasks.classify import REGRESSION, ClassificationTask
+from bertkit.tasks.qa import QATask
 from bertkit.tasks.tag import TagTask
 from bertkit.train import entities, metrics
 
@@ -61,6 +65,8 @@ def _tag_features(task: TagTask, tokenizer, rows, max_len: int) -> list[dict]:
 
 def _score(task, rows, logits: np.ndarray, features: list[dict]) -> dict:
     """bertkit's metrics on the reference's predictions (for tags: logits padded to the longest of a batch)."""
+    if isinstance(task, QATask):
+        return qa.score(task, rows, features, logits)
     if isinstance(task, TagTask):
         logits = [row_logits[: len(f["input_ids"])] for row_logits, f in zip(logits, features, strict=True)]
         counts = entities.EntityCounts("lenient")
@@ -80,6 +86,7 @@ def _score(task, rows, logits: np.ndarray, features: list[dict]) -> dict:
 
 def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
     from transformers import (
+        AutoModelForQuestionAnswering,
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
         AutoTokenizer,
@@ -95,9 +102,12 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
     task.prepare(rows["train"])
     tokenizer = AutoTokenizer.from_pretrained(task.model_source)
     tagging = isinstance(task, TagTask)
-    featurize = _tag_features if tagging else _pair_features
+    featurize = _tag_features if tagging else qa.qa_features if isinstance(task, QATask) else _pair_features
     features = {split: featurize(task, tokenizer, split_rows, config.max_len) for split, split_rows in rows.items()}
-    if tagging:
+    if isinstance(task, QATask):
+        model = AutoModelForQuestionAnswering.from_pretrained(task.model_source)
+        collator = DataCollatorWithPadding(tokenizer)
+    elif tagging:
         model = AutoModelForTokenClassification.from_pretrained(task.model_source, num_labels=len(task.labels))
         collator = DataCollatorForTokenClassification(tokenizer)
     else:
@@ -187,7 +197,8 @@ def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overr
         for name, results in runs.items()
     }
     summary["main_metric"] = f"{runs['bertkit'][0]['split']}_{build_task(config).main_metric}"
-    summary["gap_points"] = 100 * (summary["bertkit"]["main"] - summary["transformers"]["main"])
+    in_percent = isinstance(build_task(config), QATask)  # exact match and F1 of answers are in % already
+    summary["gap_points"] = (1 if in_percent else 100) * (summary["bertkit"]["main"] - summary["transformers"]["main"])
     summary["tokens_per_s_ratio"] = (
         summary["bertkit"]["train_tokens_per_s"] / summary["transformers"]["train_tokens_per_s"]
     )

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from tiny import make_setup
 from torch.utils.flop_counter import FlopCounterMode
@@ -87,3 +88,59 @@ def test_tagging_inference_bench_tags_every_word_as_transformers_does(tmp_path):
         tmp_path / "run" / "model", tmp_path / "test.conll", batch_size=8, max_len=32, repeats=1, precision="fp32"
     )
     assert result["words_tagged_alike"] == 1.0 and result["sentences"] == 64
+
+
+def test_the_qa_reference_windows_and_decodes_as_bertkit_does(tmp_path, minilm_dir):
+    from transformers import AutoTokenizer
+
+    from benchmarks import qa
+    from bertkit.config import RunConfig
+    from bertkit.data.batching import Batch
+    from bertkit.run import build_task
+    from bertkit.tasks.qa import Answers
+
+    context = "Super Bowl 50 was an American football game to determine the champion of the NFL for the 2015 season."
+    records = [
+        {
+            "id": "a",
+            "question": "Which game?",
+            "context": context,
+            "answers": [{"text": "Super Bowl 50", "answer_start": 0}],
+        },
+        {
+            "id": "b",
+            "question": "Which season?",
+            "context": context * 2,
+            "answers": [{"text": "2015", "answer_start": 89}],
+        },
+        {"id": "c", "question": "Who won?", "context": context, "answers": []},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = RunConfig.from_dict(
+        {
+            "task": "qa",
+            "model": str(minilm_dir),
+            "max_len": 32,
+            "data": {"train": str(path)},
+            "qa": {"doc_stride": 8, "n_best": 64, "version": "2.0"},
+        }
+    )
+    task = build_task(config)
+    rows = task.read(path, with_targets=True)
+    task.prepare(rows)
+    ours = task.encode(rows)
+    theirs = qa.qa_features(task, AutoTokenizer.from_pretrained(minilm_dir), rows, 32)
+    assert len(ours) == len(theirs) > len(rows)
+    for example, feature in zip(ours, theirs, strict=True):
+        assert example.ids == feature["input_ids"] and example.type_ids == feature["token_type_ids"]
+        assert example.target == (feature["start_positions"], feature["end_positions"])
+    generator = torch.Generator().manual_seed(0)
+    starts, ends = (torch.randn(len(ours), 32, generator=generator) for _ in range(2))
+    answers = Answers(task)
+    answers.add({"start_logits": starts, "end_logits": ends}, Batch({}, ours))
+    expected, null_odds = qa.decode(task, rows, theirs, starts.numpy(), ends.numpy())
+    for row in range(len(rows)):
+        record = answers.answer(row)
+        assert record["answer"] == expected[record["id"]]
+        assert record["null_odds"] == pytest.approx(null_odds[record["id"]], abs=1e-5)

@@ -1,6 +1,7 @@
 """Token tagging end to end: CoNLL in, a model transformers loads, predictions per word with entities."""
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import bertkit
 from bertkit import BertForTokenClassification, ModelConfig
 from bertkit.config import RunConfig
 from bertkit.data.batching import Batch
-from bertkit.data.readers import Row
+from bertkit.data.readers import Row, read_conll
+from bertkit.data.windows import windows
 from bertkit.model.bert import set_unpad
 from bertkit.run import run
-from bertkit.tasks.tag import WordTags, windows
+from bertkit.tasks.tag import WordTags
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,15 @@ def test_bioes_and_iob1_training_files_are_read_as_iob2(tmp_path):
     run(RunConfig.from_dict(setup))
     labels = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["id2label"]
     assert sorted(labels.values()) == ["B-LOC", "B-PER", "I-PER", "O"]
+
+
+def test_skipped_docstart_lines_are_counted(tmp_path, caplog):
+    path = tmp_path / "docs.conll"
+    write_conll(path, 3, 1)
+    path.write_text(path.read_text() + "-DOCSTART-\tO\tO\n\n" + path.read_text())
+    with caplog.at_level(logging.INFO, logger="bertkit"):
+        assert len(read_conll(path, -1)) == 6
+    assert "docs.conll: 3 -DOCSTART- lines skipped" in caplog.text
 
 
 def test_token_classifier_at_first_sub_tokens_gives_the_full_grids_logits(small_config):

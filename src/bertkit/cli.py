@@ -96,6 +96,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     ]
     write_atomic(args.output, "".join(lines))
     print(f"{len(lines)} predictions written to {args.output}")
+    for name, text in predictor.task.output_files(predictions).items():
+        write_atomic(args.output.parent / name, text)
+        print(f"{args.output.parent / name}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -141,6 +144,37 @@ def cmd_score_tag(args: argparse.Namespace) -> None:
             raise UserError(f"{g.where} / {p.where}: {err}") from None
     scheme = args.scheme if args.mode == "strict" else None
     print(json.dumps({"mode": args.mode, "scheme": scheme, **counts.report()}, indent=1))
+
+
+def cmd_score_qa(args: argparse.Namespace) -> None:
+    """Exact match and F1 of a predictions file against SQuAD-format data, as the official scripts score."""
+    from bertkit.data.squad import read_questions
+    from bertkit.train import qa_scores
+
+    def read_json(path: Path, what: str) -> dict:
+        try:
+            content = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: not a JSON file ({err})") from None
+        if not isinstance(content, dict):
+            raise UserError(f"{path}: expected a JSON object of question id -> {what}")
+        return content
+
+    questions = read_questions(args.data, with_targets=True, check=False)
+    predictions = {str(k): str(v) for k, v in read_json(args.predictions, "answer text").items()}
+    null_odds = None
+    if args.null_odds:
+        null_odds = {str(k): float(v) for k, v in read_json(args.null_odds, "null odds").items()}
+    version = args.version
+    if version == "auto":
+        version = "2.0" if any(q["impossible"] for q in questions) else "1.1"
+    gold = {q["id"]: [a["text"] for a in q["answers"]] for q in questions}
+    scores = qa_scores.evaluate(gold, predictions, version, args.level, null_odds, args.null_threshold)
+    if unknown := len(set(predictions) - set(gold)):
+        print(f"bertkit: {unknown} predictions name no question of {args.data}", file=sys.stderr)
+    print(json.dumps({"version": version, "level": args.level, **scores}, indent=1))
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -213,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a labelled file")
     evaluate.add_argument("model", type=Path, help="model directory written by `bertkit train`")
-    evaluate.add_argument("--data", type=Path, required=True, help="TSV/CSV/JSONL with the training columns")
+    evaluate.add_argument(
+        "--data", type=Path, required=True, help="TSV/CSV/JSONL with the training columns; CoNLL (tag); SQuAD JSON (qa)"
+    )
     evaluate.add_argument("--output", type=Path, help="write all metrics (per class, confusion matrix) here")
     evaluate.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -221,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="label a file with a saved model")
     predict.add_argument("model", type=Path, help="model directory written by `bertkit train`")
-    predict.add_argument("--input", type=Path, required=True, help="TSV/CSV/JSONL with the text column(s)")
+    predict.add_argument(
+        "--input", type=Path, required=True, help="TSV/CSV/JSONL with the text column(s); CoNLL (tag); SQuAD JSON (qa)"
+    )
     predict.add_argument("--output", type=Path, required=True, help="JSONL: line, label, probabilities")
     predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -245,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheme", choices=("IOB1", "IOB2", "BIOES"), default="IOB2", help="the scheme of strict mode"
     )
     tag_score.set_defaults(run=cmd_score_tag)
+    qa_score = scores.add_parser("qa", help="exact match and F1 of answers, as the official SQuAD scripts score")
+    qa_score.add_argument("data", type=Path, help="SQuAD v1.1 / v2.0 JSON (or JSONL) with the gold answers")
+    qa_score.add_argument("predictions", type=Path, help="JSON object: question id -> answer text")
+    qa_score.add_argument("--null-odds", type=Path, help="JSON object: question id -> null odds (v2.0 na_prob)")
+    qa_score.add_argument("--null-threshold", type=float, default=1.0, help="no answer above these odds (1.0)")
+    qa_score.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto", help="auto: from the data")
+    qa_score.add_argument(
+        "--level", choices=("words", "chars"), default="words", help="words: official; chars: for Korean, Chinese"
+    )
+    qa_score.set_defaults(run=cmd_score_qa)
 
     bench = commands.add_parser(
         "bench", help="side-by-side speed against transformers (`bertkit bench --help`)", add_help=False

@@ -66,7 +66,7 @@ def cpu_bf16_speedup() -> float:
         x @ y  # the first call builds the kernel
         seconds[dtype] = best_of(5, lambda x=x, y=y: x @ y)
     speedup = seconds[torch.float32] / seconds[torch.bfloat16]
-    log.info("bertkit: bf16 matmuls run %.1fx as fast as fp32 on this CPU", speedup)
+    log.info("bertkit: bf16 matmuls run %.2fx as fast as fp32 on this CPU", speedup)
     return speedup
 
 

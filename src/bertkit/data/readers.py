@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from bertkit.errors import UserError
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob")
 DOCSTART = "-DOCSTART-"
+log = logging.getLogger("bertkit")
 
 
 @dataclass
@@ -106,7 +108,7 @@ def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[
 def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
     """Sentences of a CoNLL file as rows {"tokens": [...], "tags": [...]} (the word in the first column, the
     tag in `tag_column`; no tags when it is None); a row's line is its sentence's first. `-DOCSTART-` lines
-    are skipped; every word line must have as many columns as the file's first."""
+    are skipped and counted; every word line must have as many columns as the file's first."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -114,7 +116,7 @@ def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
     width = separator = None
     words: list[str] = []
     tags: list[str] = []
-    start = 0
+    start = docstarts = 0
 
     def close() -> None:
         if words:
@@ -134,6 +136,7 @@ def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
                 fields = line.split(separator)
                 if fields[0] == DOCSTART:
                     close()
+                    docstarts += 1
                     continue
                 if width is None:
                     width = len(fields)
@@ -151,4 +154,6 @@ def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
     close()
     if not rows:
         raise UserError(f"{path}: no sentences")
+    if docstarts:
+        log.info("%s: %d %s lines skipped", path, docstarts, DOCSTART)
     return rows

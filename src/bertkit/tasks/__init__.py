@@ -7,6 +7,9 @@ from bertkit.tasks.base import Task
 from bertkit.tasks.classify import ClassificationTask
 from bertkit.tasks.pair import PairTask
 from bertkit.tasks.pretrain import PretrainTask
+from bertkit.tasks.qa import QATask
 from bertkit.tasks.tag import TagTask
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (ClassificationTask, PairTask, TagTask, PretrainTask)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (ClassificationTask, PairTask, TagTask, QATask, PretrainTask)
+}

@@ -120,6 +120,10 @@ class Task(ABC):
     def load_state(self, state: dict) -> None:  # noqa: B027 (most tasks learn nothing)
         """Take back what `state` gave."""
 
+    def output_files(self, predictions: Sequence[dict]) -> dict[str, str]:
+        """Files in a task's own formats written beside a prediction file (name -> text), such as SQuAD's."""
+        return {}
+
     def saved(self) -> dict[str, str]:
         """The file beside a saved model that lets `load_task` rebuild the task (name -> text)."""
         record = {

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
+from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForTokenClassification
 from bertkit.tasks.base import Outputs, TableTask, load_model
@@ -67,17 +68,6 @@ class TagExample(Example):
 
     words: list[tuple[int, int, float]] = dataclasses.field(default_factory=list)
     sentence: Sentence | None = None
-
-
-def windows(n_tokens: int, size: int, stride: int) -> list[tuple[int, int]]:
-    """[start, end) token ranges of at most `size` covering `n_tokens`, consecutive ones sharing `stride`."""
-    spans, start = [], 0
-    while True:
-        end = min(start + size, n_tokens)
-        spans.append((start, end))
-        if end == n_tokens:
-            return spans
-        start = end - stride
 
 
 def _label_key(tag: str) -> tuple[str, str]:
