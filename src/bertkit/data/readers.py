@@ -60,7 +60,7 @@ def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, 
             yield reader.line_num, dict(zip(header, fields, strict=True))
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -81,7 +81,7 @@ def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[
         raise UserError(f"{path}: file not found")
     kind = _format_of(path)
     if kind == "jsonl":
-        records = _jsonl(path)
+        records = jsonl_records(path)
     else:
         delimiter, quoting = ("\t", csv.QUOTE_NONE) if kind == "tsv" else (",", csv.QUOTE_MINIMAL)
         records = _delimited(path, delimiter, quoting)

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bertkit.data.readers import Row
+from bertkit.data.readers import Row, jsonl_records
 from bertkit.errors import UserError
 
 log = logging.getLogger("bertkit")
@@ -94,19 +94,8 @@ def _json_questions(path: Path, text: str, with_targets: bool) -> list[QuestionR
     return rows
 
 
-def _jsonl_questions(path: Path, text: str, with_targets: bool) -> list[QuestionRow]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {number}: invalid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}: line {number}: expected a JSON object")
-        rows.append(_question(record, record.get("context"), str(path), number, with_targets))
-    return rows
+def _jsonl_questions(path: Path, with_targets: bool) -> list[QuestionRow]:
+    return [_question(r, r.get("context"), str(path), line, with_targets) for line, r in jsonl_records(path)]
 
 
 def realign(answer: dict, context: str) -> int | None:
@@ -170,13 +159,12 @@ def read_questions(path: str | Path, with_targets: bool, check: bool = True) -> 
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".jsonl":
+            rows = _jsonl_questions(path, with_targets)
+        else:
+            rows = _json_questions(path, path.read_text(encoding="utf-8"), with_targets)
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if path.suffix.lower() == ".jsonl":
-        rows = _jsonl_questions(path, text, with_targets)
-    else:
-        rows = _json_questions(path, text, with_targets)
     if not rows:
         raise UserError(f"{path}: no questions")
     seen: set[str] = set()
