@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import machine
+from benchmarks.entities import entities_against_seqeval
 from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
 from benchmarks.pretrain import pretrain_side_by_side
@@ -87,6 +88,11 @@ def cmd_infer_tags(args: argparse.Namespace) -> None:
         args.model, args.data, args.batch_size, args.max_len, precision=args.precision
     )
     print(json.dumps(result, indent=1))
+
+
+def cmd_entities(args: argparse.Namespace) -> None:
+    for row in entities_against_seqeval(args.model, args.data):
+        print(json.dumps(row))
 
 
 def cmd_task(args: argparse.Namespace) -> None:
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--max-len", type=int, default=128)
     tags.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     tags.set_defaults(run=cmd_infer_tags)
+    entity_scores = benches.add_parser(
+        "entities", help="entity scores of a tagging model's predictions (and perturbed ones) against seqeval"
+    )
+    entity_scores.add_argument("model", type=Path, help="a tagging model directory (bertkit train, task tag)")
+    entity_scores.add_argument("data", type=Path, help="labelled CoNLL file")
+    entity_scores.set_defaults(run=cmd_entities)
     task = benches.add_parser(
         "task", help="a run config (pair, tag) trained by bertkit and by transformers' Trainer, seed by seed"
     )

@@ -77,6 +77,7 @@ def test_the_tagging_reference_labels_the_first_sub_token_of_each_word_as_bertki
 def test_tagging_inference_bench_tags_every_word_as_transformers_does(tmp_path):
     from tiny import make_tag_setup
 
+    from benchmarks.entities import entities_against_seqeval
     from benchmarks.infer import tagging_inference_side_by_side
     from bertkit.config import RunConfig
     from bertkit.run import run
@@ -88,6 +89,8 @@ def test_tagging_inference_bench_tags_every_word_as_transformers_does(tmp_path):
         tmp_path / "run" / "model", tmp_path / "test.conll", batch_size=8, max_len=32, repeats=1, precision="fp32"
     )
     assert result["words_tagged_alike"] == 1.0 and result["sentences"] == 64
+    rows = entities_against_seqeval(tmp_path / "run" / "model", tmp_path / "test.conll")
+    assert len(rows) == 4 and all(row["max_abs_difference"] < 1e-9 for row in rows), rows
 
 
 def test_the_qa_reference_windows_and_decodes_as_bertkit_does(tmp_path, minilm_dir):
