@@ -95,6 +95,15 @@ def answer_positions(offsets: Sequence[tuple[int, int]], start_char: int, end_ch
     return (first, last) if first <= last else None
 
 
+def _target(offsets: Sequence[tuple[int, int]], answers: list[dict], first_passage_token: int) -> tuple[int, int]:
+    """Token positions of the first answer in a window, (0, 0) ([CLS]) when the window lacks any of it."""
+    if not answers:
+        return (0, 0)
+    start = answers[0]["answer_start"]
+    span = answer_positions(offsets, start, start + len(answers[0]["text"]))
+    return (0, 0) if span is None else (span[0] + first_passage_token, span[1] + first_passage_token)
+
+
 class QATask(TableTask):
     name = "qa"
     settings_type = QASettings
@@ -145,16 +154,7 @@ class QATask(TableTask):
             for start, end in windows(len(context.ids), size, settings.doc_stride):
                 ids = [*head, *context.ids[start:end], tokenizer.sep_id]
                 offsets = context.offsets[start:end]
-                target = None
-                if answers is not None:
-                    target = (0, 0)
-                    if answers:
-                        first = answers[0]
-                        span = answer_positions(
-                            offsets, first["answer_start"], first["answer_start"] + len(first["text"])
-                        )
-                        if span is not None:
-                            target = (span[0] + len(head), span[1] + len(head))
+                target = None if answers is None else _target(offsets, answers, len(head))
                 types = [0] * len(head) + [1] * (end - start + 1)
                 examples.append(
                     QAExample(ids, types, target, index, offsets, len(head), record if start == 0 else None)
