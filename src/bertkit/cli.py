@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -99,6 +100,52 @@ def cmd_predict(args: argparse.Namespace) -> None:
     for name, text in predictor.task.output_files(predictions).items():
         write_atomic(args.output.parent / name, text)
         print(f"{args.output.parent / name}")
+
+
+def _embedding_model(args: argparse.Namespace):
+    from bertkit.inference import load
+
+    predictor = load(args.model, args.device, args.precision)
+    if predictor.task.name != "embed":
+        raise UserError(f"{args.model}: a {predictor.task.name} model, not an embedding model")
+    return predictor
+
+
+def _texts(predictor, path: Path, column: str | None) -> tuple[list[str], list[int]]:
+    """The texts of a file and their lines; how many are cut at the model's max_len is always said."""
+    if column:
+        predictor.task.settings.text_a = column
+    rows = predictor.read(path, with_targets=False)
+    texts = [str(row[predictor.task.settings.text_a]) for row in rows]
+    cut = sum(e.truncated for e in predictor.task.tokenizer.encode_batch(texts, max_length=predictor.task.max_len))
+    print(f"{path}: {len(texts)} texts, {cut} cut at max_len {predictor.task.max_len}", file=sys.stderr)
+    return texts, [row.line for row in rows]
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    predictor = _embedding_model(args)
+    vectors = predictor.embed(_texts(predictor, args.input, args.column)[0])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.save(buffer, vectors)
+    write_atomic(args.output, buffer.getvalue())
+    print(f"{len(vectors)} vectors of {vectors.shape[1]} written to {args.output}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from bertkit.search import corpus_vectors, nearest
+
+    predictor = _embedding_model(args)
+    texts, lines = _texts(predictor, args.corpus, args.column)
+    vectors = corpus_vectors(predictor, texts, args.corpus, args.model)
+    for query in args.query:
+        hits = [
+            {"rank": rank, "score": score, "line": lines[i], "text": texts[i]}
+            for rank, (i, score) in enumerate(nearest(predictor.embed([query])[0], vectors, args.top_k), start=1)
+        ]
+        print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -264,6 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     predict.set_defaults(run=cmd_predict)
+
+    for name, help_text in (
+        ("embed", "embed texts with a sentence-embedding model into a .npy matrix (rows in input order)"),
+        ("search", "the nearest texts of a corpus to each query, by exact cosine similarity"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument(
+            "model", type=Path, help="embedding model (bertkit train task embed, or sentence-transformers)"
+        )
+        if name == "embed":
+            command.add_argument("--input", type=Path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+            command.add_argument("--output", type=Path, required=True, help=".npy file of (texts, dim) float32")
+        else:
+            command.add_argument("--corpus", type=Path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+            command.add_argument("--query", required=True, action="append", help="a query text (repeatable)")
+            command.add_argument("--top-k", type=int, default=10)
+        command.add_argument("--column", help="the text column of a TSV/CSV/JSONL file")
+        command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+        command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+        command.set_defaults(run=cmd_embed if name == "embed" else cmd_search)
 
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")

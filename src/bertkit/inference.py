@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,8 +21,10 @@ from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
 from bertkit.errors import UserError
 from bertkit.model.hf_dir import Pretrained
+from bertkit.model.st_dir import is_sentence_dir, read_layout
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import TASK_FILE, Accumulator, Outputs, Task
+from bertkit.tasks.embed import EmbedSettings, EmbedTask
 from bertkit.tokenizer import Tokenizer
 
 
@@ -82,6 +85,19 @@ class Predictor:
         ]
         return self.predict_rows(rows)
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(texts, dim) float32 vectors of an embedding model, in input order."""
+        if self.task.name != "embed":
+            raise UserError(f"a {self.task.name} model gives no embeddings")
+        column = self.task.input_columns[0]
+        rows = [Row("input", i + 1, {column: text}) for i, text in enumerate(texts)]
+        if not rows:
+            return np.zeros((0, self.model.config.dim), dtype=np.float32)
+        vectors = np.zeros((len(rows), self.model.config.dim), dtype=np.float32)
+        for outputs, batch in self._run(self.task.encode(rows, with_targets=False)):
+            vectors[[e.row for e in batch.examples]] = outputs["embeddings"].float().cpu().numpy()
+        return vectors
+
     def evaluate_rows(self, rows: Sequence[Row]) -> dict:
         return accumulate(self.task.metrics(), self._run(self.task.encode(rows)))
 
@@ -90,8 +106,13 @@ class Predictor:
 
 
 def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
-    """The task saved beside a model (its `bertkit_task.json`), with what it learnt in training."""
+    """The task saved beside a model (its `bertkit_task.json`), with what it learnt in training; for a
+    sentence-transformers directory without one, an embedding task with its pooling."""
     path = directory / TASK_FILE
+    if not path.is_file() and is_sentence_dir(directory):
+        layout = read_layout(directory)
+        settings = EmbedSettings(pooling=layout.pooling, normalize=layout.normalize)
+        return EmbedTask(settings, tokenizer, directory, layout.max_len or tokenizer.model_max_length)
     if not path.is_file():
         raise UserError(f"{directory}: no {TASK_FILE}; not a model directory saved by `bertkit train`")
     try:

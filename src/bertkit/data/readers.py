@@ -105,6 +105,21 @@ def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[
     return rows
 
 
+def read_lines(path: str | Path) -> list[Row]:
+    """A text file of one text a line as rows {"text": line}; blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        with path.open(encoding="utf-8") as lines:
+            rows = [Row(str(path), n, {"text": t.rstrip("\r\n")}) for n, t in enumerate(lines, start=1) if t.strip()]
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if not rows:
+        raise UserError(f"{path}: no texts (the file is empty)")
+    return rows
+
+
 def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
     """Sentences of a CoNLL file as rows {"tokens": [...], "tags": [...]} (the word in the first column, the
     tag in `tag_column`; no tags when it is None); a row's line is its sentence's first. `-DOCSTART-` lines

@@ -163,3 +163,37 @@ class BertForPreTraining(_TaskModel):
             pooled = self.bert.pooler(first_hidden)
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word.weight)
         return mlm_logits, self.cls.seq_relationship(pooled)
+
+
+POOLING_MODES = ("mean", "cls", "max")
+
+
+def pool(hidden: Tensor, attention_mask: Tensor, mode: str) -> Tensor:
+    """(batch, dim) sentence vectors from (batch, seq, dim) token vectors: the mean or the maximum over real
+    tokens, or the [CLS] token's."""
+    if mode == "cls":
+        return hidden[:, 0]
+    real = attention_mask.unsqueeze(-1).bool()
+    if mode == "max":
+        return hidden.masked_fill(~real, torch.finfo(hidden.dtype).min).amax(dim=1)
+    return (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+
+
+class SentenceEncoder(BertModel):
+    """Sentence-BERT: the encoder's token vectors pooled into one vector per text (`pooling`: mean, cls or
+    max), scaled to unit length when `normalize`. Its weights are a plain BertModel's, so the directory it
+    saves is what sentence-transformers' Transformer module loads; the pooling is saved beside them
+    (`model/st_dir.py`)."""
+
+    def __init__(self, config: ModelConfig, pooling: str = "mean", normalize: bool = False) -> None:
+        super().__init__(config, add_pooler=False)
+        self.pooling, self.normalize = pooling, normalize
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = super().forward(input_ids, attention_mask, token_type_ids).last_hidden_state
+        vectors = pool(hidden, attention_mask, self.pooling)
+        return nn.functional.normalize(vectors, dim=-1) if self.normalize else vectors

@@ -201,6 +201,7 @@ class Pretrained(nn.Module):
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             for name, text in (extra_files or {}).items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / name).write_text(text, encoding="utf-8")
             if (tmp / PICKLE).exists():  # a stale pickle beside new safetensors would mislead other loaders
                 (tmp / PICKLE).unlink()

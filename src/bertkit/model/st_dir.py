@@ -1,0 +1,91 @@
+"""sentence-transformers directories: the pooling (and normalisation) written beside a BERT's weights.
+
+Layout: `modules.json` lists the modules (0: Transformer at the root, 1: Pooling in `1_Pooling/`, 2: Normalize
+when vectors are scaled to unit length), `1_Pooling/config.json` names the pooling mode, and
+`sentence_bert_config.json` the maximum length. bertkit reads the modes it computes (mean, cls, max) and
+refuses any other module, rather than embed differently from sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertkit.errors import UserError
+
+MODULES = "modules.json"
+ST_CONFIG = "sentence_bert_config.json"
+POOLING_DIR = "1_Pooling"
+# 1_Pooling/config.json's flag for each mode bertkit computes
+POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens"}
+OTHER_FLAGS = ("pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+@dataclass
+class SentenceLayout:
+    pooling: str = "mean"
+    normalize: bool = False
+    max_len: int | None = None
+
+
+def is_sentence_dir(directory: Path) -> bool:
+    return (directory / MODULES).is_file()
+
+
+def _read(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a JSON file ({err})") from None
+
+
+def read_layout(directory: Path) -> SentenceLayout:
+    """The pooling, normalisation and maximum length of a sentence-transformers directory."""
+    modules = _read(directory / MODULES)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise UserError(f"{directory / MODULES}: expected a list of modules")
+    layout = SentenceLayout()
+    kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+    for module, kind in zip(modules, kinds, strict=True):
+        if kind == "Pooling":
+            config = _read(directory / str(module.get("path", POOLING_DIR)) / "config.json")
+            modes = [mode for mode, flag in POOLING_FLAGS.items() if config.get(flag)]
+            others = [flag for flag in OTHER_FLAGS if config.get(flag)]
+            if len(modes) != 1 or others:
+                raise UserError(
+                    f"{directory}: pooling {', '.join(modes + others) or 'none'}; bertkit pools by one of "
+                    f"{', '.join(POOLING_FLAGS)}"
+                )
+            layout.pooling = modes[0]
+        elif kind == "Normalize":
+            layout.normalize = True
+        elif kind != "Transformer":
+            raise UserError(f"{directory / MODULES}: module {module.get('type')!r} is not one bertkit runs")
+    if "Pooling" not in kinds:
+        raise UserError(f"{directory / MODULES}: no Pooling module")
+    if (directory / ST_CONFIG).is_file():
+        layout.max_len = _read(directory / ST_CONFIG).get("max_seq_length")
+    return layout
+
+
+def layout_files(layout: SentenceLayout, dim: int, max_len: int) -> dict[str, str]:
+    """The files (name -> text) that make a saved BERT directory a sentence-transformers one."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": POOLING_DIR, "type": "sentence_transformers.models.Pooling"},
+    ]
+    if layout.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    pooling = {
+        "word_embedding_dimension": dim,
+        **{flag: mode == layout.pooling for mode, flag in POOLING_FLAGS.items()},
+    }
+    pooling["pooling_mode_mean_sqrt_len_tokens"] = False
+    return {
+        MODULES: json.dumps(modules, indent=2),
+        ST_CONFIG: json.dumps({"max_seq_length": max_len, "do_lower_case": False}, indent=2),
+        f"{POOLING_DIR}/config.json": json.dumps(pooling, indent=2),
+    }

@@ -1,0 +1,215 @@
+"""Sentence embeddings (Sentence-BERT): one vector per text, compared by cosine similarity.
+
+Training reads scored pairs (`text_a`, `text_b`, `score`): both texts of a batch go through the encoder
+together, and the loss compares the cosine similarity of their vectors with the gold score: `cosine`
+(the classic siamese regression: squared error against score / `score_scale`) or `cosent` (CoSENT: every
+pair ranked above each pair with a lower score). Evaluation: Pearson and Spearman correlation of the
+cosine similarities with the gold scores (Spearman is the main metric, as for STS data).
+
+Prediction: a vector per text (`bertkit embed`, `bertkit.load(dir).embed`), or for two text columns the
+cosine similarity of each pair. The model saves in sentence-transformers' layout (`model/st_dir.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bertkit.config import ModelConfig
+from bertkit.data.batching import Batch, Example, pad_encodings
+from bertkit.data.readers import Row, read_lines, read_table
+from bertkit.errors import UserError
+from bertkit.model.heads import POOLING_MODES, SentenceEncoder
+from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
+from bertkit.tasks.base import Outputs, TableTask, load_model
+from bertkit.train import metrics
+
+log = logging.getLogger("bertkit")
+LOSSES = ("cosine", "cosent")
+COSENT_SCALE = 20.0  # the CoSENT paper's temperature, as sentence-transformers sets it
+
+
+@dataclasses.dataclass
+class EmbedSettings:
+    """The `embed` section: the columns, the loss, the gold scores' top (STS: 5), and the pooling and
+    normalisation (None: the starting model's when it is a sentence-transformers directory, else mean and
+    none)."""
+
+    text_a: str = "sentence1"
+    text_b: str = "sentence2"
+    score: str = "score"
+    score_scale: float = 5.0
+    loss: str = "cosine"
+    pooling: str | None = None
+    normalize: bool | None = None
+
+    def validate(self, source: str = "config") -> None:
+        if self.loss not in LOSSES:
+            raise UserError(f"{source}: key 'embed.loss' must be one of {', '.join(LOSSES)}")
+        if self.pooling is not None and self.pooling not in POOLING_MODES:
+            raise UserError(f"{source}: key 'embed.pooling' must be one of {', '.join(POOLING_MODES)}")
+        if not self.score_scale > 0:
+            raise UserError(f"{source}: key 'embed.score_scale' must be positive, got {self.score_scale}")
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    type_ids: list[int]
+
+
+@dataclass
+class EmbedExample(Example):
+    """A text, or a pair (the second text in `pair`); the target is the pair's gold score."""
+
+    pair: Encoded | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids) + (len(self.pair.ids) if self.pair else 0)
+
+
+class EmbedTask(TableTask):
+    name = "embed"
+    settings_type = EmbedSettings
+    main_metric = "spearman"
+
+    @property
+    def layout(self) -> SentenceLayout:
+        """The pooling and normalisation: the settings', else the starting model's, else mean and none."""
+        source = self.model_source
+        base = read_layout(source) if source.is_dir() and is_sentence_dir(source) else SentenceLayout()
+        pooling = self.settings.pooling or base.pooling
+        normalize = base.normalize if self.settings.normalize is None else self.settings.normalize
+        return SentenceLayout(pooling, normalize)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [self.settings.text_a, self.settings.text_b]
+
+    @property
+    def target_columns(self) -> list[str]:
+        return [self.settings.score]
+
+    def read(self, path: str | Path, with_targets: bool) -> list[Row]:
+        """Scored pairs; to embed, a file of one text column (`text_a`) or a .txt file of a text a line."""
+        if with_targets:
+            return super().read(path, with_targets)
+        if Path(path).suffix.lower() == ".txt":
+            return [Row(r.source, r.line, {self.settings.text_a: r["text"]}) for r in read_lines(path)]
+        return read_table(path, [self.settings.text_a], [self.settings.text_a])
+
+    def _score(self, row: Row) -> float:
+        try:
+            return float(row[self.settings.score]) / self.settings.score_scale
+        except (TypeError, ValueError):
+            raise UserError(f"{row.where}: score {row[self.settings.score]!r} is not a number") from None
+
+    def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[EmbedExample]:
+        first = self.tokenizer.encode_batch([str(row[self.settings.text_a]) for row in rows], max_length=self.max_len)
+        paired = all(self.settings.text_b in row.fields for row in rows)
+        second = (
+            self.tokenizer.encode_batch([str(row[self.settings.text_b]) for row in rows], max_length=self.max_len)
+            if paired
+            else [None] * len(rows)
+        )
+        if cut := sum(e.truncated for e in first) + sum(e.truncated for e in second if e is not None):
+            log.info("%s: %d texts cut at max_len %d", rows[0].source, cut, self.max_len)
+        return [
+            EmbedExample(
+                a.ids,
+                a.type_ids,
+                self._score(row) if with_targets else None,
+                index,
+                pair=Encoded(b.ids, b.type_ids) if b is not None else None,
+            )
+            for index, (row, a, b) in enumerate(zip(rows, first, second, strict=True))
+        ]
+
+    def collate(self, examples: Sequence[EmbedExample]) -> Batch:
+        """Every text of the batch in one padded grid: the first texts, then the second ones."""
+        texts = [Encoded(e.ids, e.type_ids) for e in examples] + [e.pair for e in examples if e.pair is not None]
+        batch = Batch(pad_encodings(texts, self.tokenizer.pad_id), examples)
+        if examples[0].target is not None:
+            batch.tensors["scores"] = torch.tensor([e.target for e in examples], dtype=torch.float)
+        return batch
+
+    def build_model(self) -> SentenceEncoder:
+        model = load_model(SentenceEncoder, self.model_source, self.tokenizer)
+        layout = self.layout
+        model.pooling, model.normalize = layout.pooling, layout.normalize
+        return model
+
+    def forward(self, model: nn.Module, batch: Batch) -> Outputs:
+        vectors = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float()
+        n = len(batch.examples)
+        if len(vectors) == n:
+            return {"embeddings": vectors}
+        return {"embeddings": vectors[:n], "similarity": F.cosine_similarity(vectors[:n], vectors[n:])}
+
+    def _losses(self, outputs: Outputs, batch: Batch) -> Tensor:
+        """The batch's loss and the number of terms it averages."""
+        similarity, scores = outputs["similarity"], batch["scores"]
+        if self.settings.loss == "cosine":
+            return F.mse_loss(similarity, scores)
+        # CoSENT: log(1 + sum over pairs i, j with score_i > score_j of exp(scale * (cos_j - cos_i)))
+        differences = COSENT_SCALE * (similarity[None, :] - similarity[:, None])
+        ranked = scores[:, None] > scores[None, :]
+        terms = differences[ranked]
+        return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
+
+    def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
+        return self._losses(outputs, batch)
+
+    def metrics(self) -> EmbedMetrics:
+        return EmbedMetrics(self)
+
+    def predictions(self, n_rows: int) -> EmbedPredictions:
+        return EmbedPredictions(n_rows)
+
+    def saved(self) -> dict[str, str]:
+        """The task file, and the files that make the model directory a sentence-transformers one."""
+        source = self.model_source
+        dim = ModelConfig.from_json(source / "config.json" if source.is_dir() else source).dim
+        return super().saved() | layout_files(self.layout, dim, self.max_len)
+
+
+class EmbedMetrics:
+    """Mean loss per batch, and the cosine similarities beside the gold scores for Pearson and Spearman."""
+
+    def __init__(self, task: EmbedTask) -> None:
+        self.task = task
+        self.loss = metrics.Mean()
+        self.values = metrics.Values()
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        self.loss.add(self.task._losses(outputs, batch) * len(batch.examples), len(batch.examples))
+        self.values.add(outputs["similarity"], batch["scores"])
+
+    def result(self) -> dict:
+        report = self.values.report()
+        return {"pearson": report["pearson"], "spearman": report["spearman"], "loss": self.loss.value}
+
+
+class EmbedPredictions:
+    """Per row: the text's vector, or for a pair the cosine similarity of its two texts."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.records: list[dict | None] = [None] * n_rows
+
+    def add(self, outputs: Outputs, batch: Batch) -> None:
+        if "similarity" in outputs:
+            records = [{"similarity": s} for s in outputs["similarity"].tolist()]
+        else:
+            records = [{"embedding": v} for v in outputs["embeddings"].tolist()]
+        for example, record in zip(batch.examples, records, strict=True):
+            self.records[example.row] = record
+
+    def result(self) -> list[dict]:
+        return self.records
