@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import machine
+from benchmarks.embed import embedding_side_by_side
 from benchmarks.entities import entities_against_seqeval
 from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
@@ -93,6 +94,14 @@ def cmd_infer_tags(args: argparse.Namespace) -> None:
 def cmd_entities(args: argparse.Namespace) -> None:
     for row in entities_against_seqeval(args.model, args.data):
         print(json.dumps(row))
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    result = embedding_side_by_side(
+        args.data, args.model or default_model_dir(), repeats=args.repeats, precision=args.precision
+    )
+    print(json.dumps(result, indent=1))
 
 
 def cmd_task(args: argparse.Namespace) -> None:
@@ -181,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     entity_scores.add_argument("model", type=Path, help="a tagging model directory (bertkit train, task tag)")
     entity_scores.add_argument("data", type=Path, help="labelled CoNLL file")
     entity_scores.set_defaults(run=cmd_entities)
+    embedding = benches.add_parser(
+        "embed", help="zero-shot STS and embedding sentences/s against sentence-transformers, same model"
+    )
+    embedding.add_argument("data", type=Path, help="scored pairs (sentence1, sentence2, score), e.g. stsb/test.tsv")
+    embedding.add_argument("--model", type=Path, help="sentence-transformers or bertkit directory (default: MiniLM)")
+    embedding.add_argument("--repeats", type=int, default=3)
+    embedding.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
+    embedding.set_defaults(run=cmd_embed)
     task = benches.add_parser(
         "task", help="a run config (pair, tag) trained by bertkit and by transformers' Trainer, seed by seed"
     )

@@ -147,3 +147,15 @@ def test_the_qa_reference_windows_and_decodes_as_bertkit_does(tmp_path, minilm_d
         record = answers.answer(row)
         assert record["answer"] == expected[record["id"]]
         assert record["null_odds"] == pytest.approx(null_odds[record["id"]], abs=1e-5)
+
+
+def test_embedding_bench_embeds_as_sentence_transformers_does(tmp_path, minilm_dir):
+    from benchmarks.embed import embedding_side_by_side
+
+    pairs = [("A man plays a guitar.", "A man is playing guitar.", 4.8), ("A cat sleeps.", "Stocks fell.", 0.1)]
+    pairs += [("Two dogs run.", "Dogs are running.", 4.0), ("He eats rice.", "A woman sings.", 0.5)]
+    data = tmp_path / "sts.tsv"
+    data.write_text("sentence1\tsentence2\tscore\n" + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in pairs))
+    result = embedding_side_by_side(data, minilm_dir, repeats=1, precision="fp32")
+    assert result["max_abs_difference"] < 1e-5 and result["texts"] == 8
+    assert result["bertkit"]["spearman"] == pytest.approx(result["sentence_transformers"]["spearman"], abs=0.01)

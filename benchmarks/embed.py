@@ -1,0 +1,54 @@
+"""Sentence embeddings against sentence-transformers on the same model and texts.
+
+Zero-shot STS: the distinct sentences of a scored-pair file embedded by `bertkit.load(dir).embed` and by
+`SentenceTransformer(dir).encode`, each at its defaults (both sort texts by length; batches of 64 and 32);
+the largest difference between their vectors, the Spearman and Pearson correlations of each one's cosine
+similarities with the gold scores, and sentences/s (best of `repeats`, tokenisation included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bertkit.data.readers import read_table
+from bertkit.device import best_of
+from bertkit.inference import load
+from bertkit.train import metrics
+
+
+def embedding_side_by_side(
+    data: Path,
+    model_dir: Path,
+    text_a: str = "sentence1",
+    text_b: str = "sentence2",
+    score: str = "score",
+    repeats: int = 3,
+    precision: str = "auto",
+) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    rows = read_table(data, [text_a, text_b, score], [text_a, text_b])
+    texts = sorted({str(row[column]) for row in rows for column in (text_a, text_b)})
+    index = {text: i for i, text in enumerate(texts)}
+    ours = load(model_dir, "cpu", precision)
+    theirs = SentenceTransformer(str(model_dir), device="cpu")
+    vectors = {"bertkit": ours.embed(texts), "sentence_transformers": theirs.encode(texts)}
+    gold = torch.tensor([float(row[score]) for row in rows])
+    result: dict = {"texts": len(texts), "pairs": len(rows), "precision": ours.precision}
+    for name, matrix in vectors.items():
+        a = torch.from_numpy(matrix[[index[str(row[text_a])] for row in rows]])
+        b = torch.from_numpy(matrix[[index[str(row[text_b])] for row in rows]])
+        report = metrics.regression(torch.nn.functional.cosine_similarity(a, b), gold)
+        result[name] = {"spearman": report["spearman"], "pearson": report["pearson"]}
+    result["max_abs_difference"] = float(np.abs(vectors["bertkit"] - vectors["sentence_transformers"]).max())
+    seconds = {
+        "bertkit": best_of(repeats, lambda: ours.embed(texts)),
+        "sentence_transformers": best_of(repeats, lambda: theirs.encode(texts)),
+    }
+    for name, s in seconds.items():
+        result[name]["sentences_per_s"] = len(texts) / s
+    result["ratio"] = seconds["sentence_transformers"] / seconds["bertkit"]
+    return result
