@@ -93,3 +93,38 @@ def test_bad_embedding_input_is_one_line(tmp_path, minilm_dir):
     result = run_cli("train", str(config))
     assert result.returncode == 2 and "bad.tsv: line 2: score 'high' is not a number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def related_pairs(path: Path, n: int, seed: int) -> Path:
+    """A review and the same words in another order: its partner among all the others."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = sentence(rng, rng.random() < 0.5).split()
+        shuffled = rng.sample(words, len(words))
+        lines.append(f"{' '.join(words)}\t{' '.join(shuffled)}\n")
+    path.write_text("sentence1\tsentence2\n" + "".join(lines))
+    return path
+
+
+def test_in_batch_ranking_never_batches_a_text_twice_and_retrieves_partners(tmp_path):
+    setup = embed_setup(tmp_path, "mnrl")
+    setup["data"] = {
+        "train": str(related_pairs(tmp_path / "train.tsv", 256, 1)),
+        "dev": str(related_pairs(tmp_path / "dev.tsv", 64, 2)),
+    }
+    setup["train"]["n_epochs"] = 3
+    config = RunConfig.from_dict(setup)
+    results = run(config)
+    assert results["dev_recall_at_10"] > 0.9 and results["dev_mrr_at_10"] > 0.6, results
+
+    from bertkit.run import build_task
+
+    task = build_task(config)
+    rows = task.read(tmp_path / "train.tsv", with_targets=True)
+    examples = task.encode(rows + rows[:40])  # 40 pairs twice
+    batches = task.epoch_batches(examples, 16, seed=3, epoch=0, group_by_length=False)
+    assert sorted(i for b in batches for i in b) == list(range(len(examples)))
+    for batch in batches:  # no text in two examples of a batch (an example's two texts may be equal)
+        texts = [t for i in batch for t in {tuple(examples[i].ids), tuple(examples[i].pair.ids)}]
+        assert len(texts) == len(set(texts)) and len(batch) <= 16

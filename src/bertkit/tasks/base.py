@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
-from bertkit.data.batching import Batch, pad_encodings
+from bertkit.data.batching import Batch, epoch_batches, lengths_of, pad_encodings
 from bertkit.data.readers import Row, read_table
 from bertkit.errors import UserError
 from bertkit.model.hf_dir import Pretrained
@@ -94,6 +94,12 @@ class Task(ABC):
 
     def collate(self, examples: Sequence[Any]) -> Batch:
         return Batch(pad_encodings(examples, self.tokenizer.pad_id), examples)
+
+    def epoch_batches(
+        self, examples: Sequence[Any], batch_size: int, seed: int, epoch: int, group_by_length: bool
+    ) -> list[list[int]]:
+        """The training batches of an epoch (example indices), a function of (seed, epoch) alone."""
+        return epoch_batches(lengths_of(examples), batch_size, seed, epoch, group_by_length)
 
     @abstractmethod
     def build_model(self) -> Pretrained: ...

@@ -1,10 +1,14 @@
 """Sentence embeddings (Sentence-BERT): one vector per text, compared by cosine similarity.
 
-Training reads scored pairs (`text_a`, `text_b`, `score`): both texts of a batch go through the encoder
-together, and the loss compares the cosine similarity of their vectors with the gold score: `cosine`
-(the classic siamese regression: squared error against score / `score_scale`) or `cosent` (CoSENT: every
-pair ranked above each pair with a lower score). Evaluation: Pearson and Spearman correlation of the
-cosine similarities with the gold scores (Spearman is the main metric, as for STS data).
+Training reads pairs (`text_a`, `text_b`); both texts of a batch go through the encoder together. Scored
+pairs (`score`) train with `cosine` (the classic siamese regression: squared error of the cosine
+similarity against score / `score_scale`) or `cosent` (CoSENT: every pair ranked above each pair with a
+lower score), and are evaluated by the Pearson and Spearman correlations of cosine similarity with the
+scores (Spearman is the main metric, as for STS data). Pairs of related texts (a question and its
+duplicate, say) train with `mnrl`, multiple-negatives ranking: each text must pick its partner among all
+second texts of the batch, so batches never hold a text twice (no false negatives); they are evaluated by
+retrieval over the whole dev set: recall@1, 5 and 10 and MRR@10 (the main metric) of each first text's
+partner among all second texts.
 
 Prediction: a vector per text (`bertkit embed`, `bertkit.load(dir).embed`), or for two text columns the
 cosine similarity of each pair. The model saves in sentence-transformers' layout (`model/st_dir.py`).
@@ -32,8 +36,9 @@ from bertkit.tasks.base import Outputs, TableTask, load_model
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
-LOSSES = ("cosine", "cosent")
-COSENT_SCALE = 20.0  # the CoSENT paper's temperature, as sentence-transformers sets it
+LOSSES = ("cosine", "cosent", "mnrl")
+SCALE = 20.0  # the temperature of CoSENT and of in-batch ranking, as sentence-transformers sets them
+RECALL_AT = (1, 5, 10)
 
 
 @dataclasses.dataclass
@@ -78,7 +83,14 @@ class EmbedExample(Example):
 class EmbedTask(TableTask):
     name = "embed"
     settings_type = EmbedSettings
-    main_metric = "spearman"
+
+    @property
+    def ranking(self) -> bool:
+        return self.settings.loss == "mnrl"
+
+    @property
+    def main_metric(self) -> str:
+        return "mrr_at_10" if self.ranking else "spearman"
 
     @property
     def layout(self) -> SentenceLayout:
@@ -95,7 +107,7 @@ class EmbedTask(TableTask):
 
     @property
     def target_columns(self) -> list[str]:
-        return [self.settings.score]
+        return [] if self.ranking else [self.settings.score]
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Scored pairs; to embed, a file of one text column (`text_a`) or a .txt file of a text a line."""
@@ -125,7 +137,7 @@ class EmbedTask(TableTask):
             EmbedExample(
                 a.ids,
                 a.type_ids,
-                self._score(row) if with_targets else None,
+                self._score(row) if with_targets and not self.ranking else None,
                 index,
                 pair=Encoded(b.ids, b.type_ids) if b is not None else None,
             )
@@ -140,6 +152,29 @@ class EmbedTask(TableTask):
             batch.tensors["scores"] = torch.tensor([e.target for e in examples], dtype=torch.float)
         return batch
 
+    def epoch_batches(
+        self, examples: Sequence[EmbedExample], batch_size: int, seed: int, epoch: int, group_by_length: bool
+    ) -> list[list[int]]:
+        """For in-batch ranking, the shuffled order cut into batches in which no text occurs twice: an
+        example whose text a batch already holds waits for the next batch that does not."""
+        batches = super().epoch_batches(examples, batch_size, seed, epoch, group_by_length)
+        if not self.ranking:
+            return batches
+        result: list[list[int]] = []
+        waiting = [i for batch in batches for i in batch]
+        while waiting:
+            batch, texts, later = [], set(), []
+            for i in waiting:
+                own = {tuple(examples[i].ids), tuple(examples[i].pair.ids)}
+                if len(batch) < batch_size and not own & texts:
+                    batch.append(i)
+                    texts |= own
+                else:
+                    later.append(i)
+            result.append(batch)
+            waiting = later
+        return result
+
     def build_model(self) -> SentenceEncoder:
         model = load_model(SentenceEncoder, self.model_source, self.tokenizer)
         layout = self.layout
@@ -151,15 +186,21 @@ class EmbedTask(TableTask):
         n = len(batch.examples)
         if len(vectors) == n:
             return {"embeddings": vectors}
-        return {"embeddings": vectors[:n], "similarity": F.cosine_similarity(vectors[:n], vectors[n:])}
+        first, second = vectors[:n], vectors[n:]
+        return {"embeddings": first, "second": second, "similarity": F.cosine_similarity(first, second)}
 
     def _losses(self, outputs: Outputs, batch: Batch) -> Tensor:
-        """The batch's loss and the number of terms it averages."""
+        """The batch's mean loss."""
+        if self.ranking:
+            first = F.normalize(outputs["embeddings"], dim=-1)
+            second = F.normalize(outputs["second"], dim=-1)
+            logits = SCALE * first @ second.T
+            return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         similarity, scores = outputs["similarity"], batch["scores"]
         if self.settings.loss == "cosine":
             return F.mse_loss(similarity, scores)
         # CoSENT: log(1 + sum over pairs i, j with score_i > score_j of exp(scale * (cos_j - cos_i)))
-        differences = COSENT_SCALE * (similarity[None, :] - similarity[:, None])
+        differences = SCALE * (similarity[None, :] - similarity[:, None])
         ranked = scores[:, None] > scores[None, :]
         terms = differences[ranked]
         return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
@@ -181,20 +222,39 @@ class EmbedTask(TableTask):
 
 
 class EmbedMetrics:
-    """Mean loss per batch, and the cosine similarities beside the gold scores for Pearson and Spearman."""
+    """Mean loss per batch; the cosine similarities beside the gold scores for Pearson and Spearman, or for
+    ranking every pair's vectors, for retrieval over the whole set."""
 
     def __init__(self, task: EmbedTask) -> None:
         self.task = task
         self.loss = metrics.Mean()
         self.values = metrics.Values()
+        self.pairs: list[tuple[Tensor, Tensor]] = []
 
     def add(self, outputs: Outputs, batch: Batch) -> None:
         self.loss.add(self.task._losses(outputs, batch) * len(batch.examples), len(batch.examples))
-        self.values.add(outputs["similarity"], batch["scores"])
+        if self.task.ranking:
+            self.pairs.append((outputs["embeddings"].cpu(), outputs["second"].cpu()))
+        else:
+            self.values.add(outputs["similarity"], batch["scores"])
 
     def result(self) -> dict:
+        if self.task.ranking:
+            return {**retrieval(self.pairs), "loss": self.loss.value}
         report = self.values.report()
         return {"pearson": report["pearson"], "spearman": report["spearman"], "loss": self.loss.value}
+
+
+def retrieval(pairs: list[tuple[Tensor, Tensor]]) -> dict:
+    """Recall@k and MRR@10 of each first text's partner among all second texts, by cosine similarity."""
+    first = F.normalize(torch.cat([a for a, _ in pairs]).float(), dim=-1)
+    second = F.normalize(torch.cat([b for _, b in pairs]).float(), dim=-1)
+    similarity = first @ second.T
+    # the partner's rank: 1 + how many second texts score strictly above it
+    ranks = 1 + (similarity > similarity.diagonal()[:, None]).sum(dim=1)
+    result = {f"recall_at_{k}": float((ranks <= k).float().mean()) for k in RECALL_AT}
+    result["mrr_at_10"] = float(torch.where(ranks <= 10, 1.0 / ranks, 0.0).mean())
+    return result
 
 
 class EmbedPredictions:

@@ -20,7 +20,6 @@ import torch
 from tqdm import tqdm
 
 from bertkit.config import TrainConfig
-from bertkit.data.batching import epoch_batches, lengths_of
 from bertkit.device import Precision
 from bertkit.inference import accumulate, run_batches
 from bertkit.model.bert import set_unpad
@@ -111,8 +110,8 @@ class Trainer:
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
             while not stop and progress.epoch < config.n_epochs:
                 examples = examples_of(progress.epoch)
-                batches = epoch_batches(
-                    lengths_of(examples), config.batch_size, config.seed, progress.epoch, config.group_by_length
+                batches = self.task.epoch_batches(
+                    examples, config.batch_size, config.seed, progress.epoch, config.group_by_length
                 )
                 while progress.batch < len(batches) and not stop:
                     started = time.perf_counter()
