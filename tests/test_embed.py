@@ -128,3 +128,23 @@ def test_in_batch_ranking_never_batches_a_text_twice_and_retrieves_partners(tmp_
     for batch in batches:  # no text in two examples of a batch (an example's two texts may be equal)
         texts = [t for i in batch for t in {tuple(examples[i].ids), tuple(examples[i].pair.ids)}]
         assert len(texts) == len(set(texts)) and len(batch) <= 16
+
+
+def test_labelled_pairs_train_a_classifier_over_both_vectors(tmp_path):
+    rng = random.Random(5)
+    lines = []
+    for _ in range(1088):
+        a, b = rng.random() < 0.5, rng.random() < 0.5
+        lines.append(f"{sentence(rng, a)}\t{sentence(rng, b)}\t{'agree' if a == b else 'contradict'}\n")
+    (tmp_path / "nli.tsv").write_text("sentence1\tsentence2\tlabel\n" + "".join(lines[:1024]))
+    (tmp_path / "nli_dev.tsv").write_text("sentence1\tsentence2\tlabel\n" + "".join(lines[1024:]))
+    setup = embed_setup(tmp_path, "softmax")
+    setup["data"] = {"train": str(tmp_path / "nli.tsv"), "dev": str(tmp_path / "nli_dev.tsv")}
+    results = run(RunConfig.from_dict(setup))
+    assert results["dev_accuracy"] > 0.9, results
+    model_dir = Path(setup["output_dir"]) / "model"
+    reloaded = bertkit.load(model_dir, precision="fp32")
+    assert reloaded.evaluate_rows(reloaded.read(tmp_path / "nli_dev.tsv", True))["accuracy"] == results["dev_accuracy"]
+    texts = ["the movie was good", "a film"]
+    theirs = SentenceTransformer(str(model_dir), device="cpu").encode(texts)
+    assert np.abs(reloaded.embed(texts) - theirs).max() < 1e-5

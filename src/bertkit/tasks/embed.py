@@ -8,7 +8,8 @@ scores (Spearman is the main metric, as for STS data). Pairs of related texts (a
 duplicate, say) train with `mnrl`, multiple-negatives ranking: each text must pick its partner among all
 second texts of the batch, so batches never hold a text twice (no false negatives); they are evaluated by
 retrieval over the whole dev set: recall@1, 5 and 10 and MRR@10 (the main metric) of each first text's
-partner among all second texts.
+partner among all second texts. Labelled pairs (`label`, NLI) train with `softmax`, as Sentence-BERT was
+first trained: a linear layer over (u, v, |u - v|) classifies the pair; it is scored by accuracy.
 
 Prediction: a vector per text (`bertkit embed`, `bertkit.load(dir).embed`), or for two text columns the
 cosine similarity of each pair. The model saves in sentence-transformers' layout (`model/st_dir.py`).
@@ -36,7 +37,7 @@ from bertkit.tasks.base import Outputs, TableTask, load_model
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
-LOSSES = ("cosine", "cosent", "mnrl")
+LOSSES = ("cosine", "cosent", "mnrl", "softmax")
 SCALE = 20.0  # the temperature of CoSENT and of in-batch ranking, as sentence-transformers sets them
 RECALL_AT = (1, 5, 10)
 
@@ -50,6 +51,7 @@ class EmbedSettings:
     text_a: str = "sentence1"
     text_b: str = "sentence2"
     score: str = "score"
+    label: str = "label"
     score_scale: float = 5.0
     loss: str = "cosine"
     pooling: str | None = None
@@ -83,14 +85,19 @@ class EmbedExample(Example):
 class EmbedTask(TableTask):
     name = "embed"
     settings_type = EmbedSettings
+    labels: list[str] | None = None  # for `softmax`: learnt from the training pairs
 
     @property
     def ranking(self) -> bool:
         return self.settings.loss == "mnrl"
 
     @property
+    def classifying(self) -> bool:
+        return self.settings.loss == "softmax"
+
+    @property
     def main_metric(self) -> str:
-        return "mrr_at_10" if self.ranking else "spearman"
+        return "mrr_at_10" if self.ranking else "accuracy" if self.classifying else "spearman"
 
     @property
     def layout(self) -> SentenceLayout:
@@ -107,7 +114,17 @@ class EmbedTask(TableTask):
 
     @property
     def target_columns(self) -> list[str]:
-        return [] if self.ranking else [self.settings.score]
+        return [] if self.ranking else [self.settings.label] if self.classifying else [self.settings.score]
+
+    def prepare(self, train_rows: Sequence[Row]) -> None:
+        if self.classifying:
+            self.labels = sorted({str(row[self.settings.label]).strip() for row in train_rows})
+
+    def state(self) -> dict:
+        return {"labels": self.labels}
+
+    def load_state(self, state: dict) -> None:
+        self.labels = state.get("labels")
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Scored pairs; to embed, a file of one text column (`text_a`) or a .txt file of a text a line."""
@@ -117,7 +134,16 @@ class EmbedTask(TableTask):
             return [Row(r.source, r.line, {self.settings.text_a: r["text"]}) for r in read_lines(path)]
         return read_table(path, [self.settings.text_a], [self.settings.text_a])
 
-    def _score(self, row: Row) -> float:
+    def _target(self, row: Row) -> float | int | None:
+        if self.ranking:
+            return None
+        if self.classifying:
+            label = str(row[self.settings.label]).strip()
+            if label not in self.labels:
+                raise UserError(
+                    f"{row.where}: label {label!r} was not seen in training (known: {', '.join(self.labels)})"
+                )
+            return self.labels.index(label)
         try:
             return float(row[self.settings.score]) / self.settings.score_scale
         except (TypeError, ValueError):
@@ -137,7 +163,7 @@ class EmbedTask(TableTask):
             EmbedExample(
                 a.ids,
                 a.type_ids,
-                self._score(row) if with_targets and not self.ranking else None,
+                self._target(row) if with_targets else None,
                 index,
                 pair=Encoded(b.ids, b.type_ids) if b is not None else None,
             )
@@ -149,7 +175,8 @@ class EmbedTask(TableTask):
         texts = [Encoded(e.ids, e.type_ids) for e in examples] + [e.pair for e in examples if e.pair is not None]
         batch = Batch(pad_encodings(texts, self.tokenizer.pad_id), examples)
         if examples[0].target is not None:
-            batch.tensors["scores"] = torch.tensor([e.target for e in examples], dtype=torch.float)
+            dtype = torch.long if self.classifying else torch.float
+            batch.tensors["scores"] = torch.tensor([e.target for e in examples], dtype=dtype)
         return batch
 
     def epoch_batches(
@@ -176,7 +203,8 @@ class EmbedTask(TableTask):
         return result
 
     def build_model(self) -> SentenceEncoder:
-        model = load_model(SentenceEncoder, self.model_source, self.tokenizer)
+        labels = {"id2label": dict(enumerate(self.labels)), "problem_type": "single_label_classification"}
+        model = load_model(SentenceEncoder, self.model_source, self.tokenizer, **(labels if self.classifying else {}))
         layout = self.layout
         model.pooling, model.normalize = layout.pooling, layout.normalize
         return model
@@ -187,7 +215,10 @@ class EmbedTask(TableTask):
         if len(vectors) == n:
             return {"embeddings": vectors}
         first, second = vectors[:n], vectors[n:]
-        return {"embeddings": first, "second": second, "similarity": F.cosine_similarity(first, second)}
+        outputs = {"embeddings": first, "second": second, "similarity": F.cosine_similarity(first, second)}
+        if self.classifying:
+            outputs["logits"] = model.classify_pairs(first, second).float()
+        return outputs
 
     def _losses(self, outputs: Outputs, batch: Batch) -> Tensor:
         """The batch's mean loss."""
@@ -196,6 +227,8 @@ class EmbedTask(TableTask):
             second = F.normalize(outputs["second"], dim=-1)
             logits = SCALE * first @ second.T
             return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+        if self.classifying:
+            return F.cross_entropy(outputs["logits"], batch["scores"])
         similarity, scores = outputs["similarity"], batch["scores"]
         if self.settings.loss == "cosine":
             return F.mse_loss(similarity, scores)
@@ -230,17 +263,22 @@ class EmbedMetrics:
         self.loss = metrics.Mean()
         self.values = metrics.Values()
         self.pairs: list[tuple[Tensor, Tensor]] = []
+        self.confusion = metrics.ConfusionCounts(len(task.labels)) if task.classifying else None
 
     def add(self, outputs: Outputs, batch: Batch) -> None:
         self.loss.add(self.task._losses(outputs, batch) * len(batch.examples), len(batch.examples))
         if self.task.ranking:
             self.pairs.append((outputs["embeddings"].cpu(), outputs["second"].cpu()))
+        elif self.task.classifying:
+            self.confusion.add(outputs["logits"].argmax(-1).cpu(), batch["scores"].cpu())
         else:
             self.values.add(outputs["similarity"], batch["scores"])
 
     def result(self) -> dict:
         if self.task.ranking:
             return {**retrieval(self.pairs), "loss": self.loss.value}
+        if self.task.classifying:
+            return {**self.confusion.report(self.task.labels), "loss": self.loss.value}
         report = self.values.report()
         return {"pearson": report["pearson"], "spearman": report["spearman"], "loss": self.loss.value}
 
