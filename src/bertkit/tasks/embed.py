@@ -203,8 +203,10 @@ class EmbedTask(TableTask):
         return result
 
     def build_model(self) -> SentenceEncoder:
-        labels = {"id2label": dict(enumerate(self.labels)), "problem_type": "single_label_classification"}
-        model = load_model(SentenceEncoder, self.model_source, self.tokenizer, **(labels if self.classifying else {}))
+        fields = {}
+        if self.classifying:
+            fields = {"id2label": dict(enumerate(self.labels)), "problem_type": "single_label_classification"}
+        model = load_model(SentenceEncoder, self.model_source, self.tokenizer, **fields)
         layout = self.layout
         model.pooling, model.normalize = layout.pooling, layout.normalize
         return model
