@@ -15,16 +15,20 @@ from bertkit.inference import load
 from bertkit.train import entities
 
 
-def _perturbed(tags: list[str], types: list[str], rng: random.Random) -> list[str]:
+def perturbed(
+    tags: list[str], types: list[str], rng: random.Random, prefixes: str = "BI", rate: float = 0.05
+) -> list[str]:
+    """Tags as a model gets them wrong: a share `rate` each set to O, given another type, and replaced by a
+    random tag of `prefixes`."""
     result = []
     for tag in tags:
         roll = rng.random()
-        if roll < 0.05:
+        if roll < rate:
             tag = "O"
-        elif roll < 0.1 and tag != "O":
-            tag = f"{tag[:2]}{rng.choice(types)}"
-        elif roll < 0.15:
-            tag = f"{rng.choice('BI')}-{rng.choice(types)}"
+        elif roll < 2 * rate and tag != "O":
+            tag = f"{tag[0]}-{rng.choice(types)}"
+        elif roll < 3 * rate:
+            tag = f"{rng.choice(prefixes)}-{rng.choice(types)}"
         result.append(tag)
     return result
 
@@ -40,7 +44,7 @@ def entities_against_seqeval(model_dir: Path, data: Path, seed: int = 0) -> list
     types = sorted({tag[2:] for sentence in gold for tag in sentence if tag != "O"})
     rng = random.Random(seed)
     results = []
-    for name, guesses in (("own", predicted), ("perturbed", [_perturbed(t, types, rng) for t in predicted])):
+    for name, guesses in (("own", predicted), ("perturbed", [perturbed(t, types, rng) for t in predicted])):
         for mode in ("lenient", "strict"):
             counts = entities.EntityCounts(mode, "IOB2")
             for g, p in zip(gold, guesses, strict=True):

@@ -7,6 +7,7 @@ import pytest
 from seqeval import metrics as seqeval
 from seqeval.scheme import IOB1, IOB2, IOBES
 
+from benchmarks.entities import perturbed
 from bertkit import UserError
 from bertkit.train import entities
 from bertkit.train.entities import EntityCounts
@@ -34,25 +35,10 @@ def clean_sentence(rng: random.Random, scheme: str) -> list[str]:
     return tags
 
 
-def perturbed(rng: random.Random, tags: list[str], prefixes: str) -> list[str]:
-    """Wrong types, broken I- runs, and prefixes swapped, as a model's predictions have them."""
-    result = []
-    for tag in tags:
-        roll = rng.random()
-        if roll < 0.1:
-            tag = "O"
-        elif roll < 0.2 and tag != "O":
-            tag = f"{tag[0]}-{rng.choice(TYPES)}"
-        elif roll < 0.3:
-            tag = f"{rng.choice(prefixes)}-{rng.choice(TYPES)}"
-        result.append(tag)
-    return result
-
-
 def corpus(seed: int, scheme: str, prefixes: str) -> tuple[list[list[str]], list[list[str]]]:
     rng = random.Random(seed)
     gold = [clean_sentence(rng, scheme) for _ in range(300)]
-    return gold, [perturbed(rng, tags, prefixes) for tags in gold]
+    return gold, [perturbed(tags, TYPES, rng, prefixes, rate=0.1) for tags in gold]
 
 
 def ours(gold, predicted, mode: str, scheme: str = "IOB2") -> dict:
