@@ -51,7 +51,15 @@ class ClassifySettings:
             raise UserError(f"{source}: key 'classify.threshold' must be in (0, 1), got {self.threshold}")
 
 
-def _sorted_labels(names: set[str]) -> list[str]:
+def label_id(name: str, labels: list[str], where: str) -> int:
+    """The index of a label learnt in training; any other label is a user error naming its place."""
+    try:
+        return labels.index(name)
+    except ValueError:
+        raise UserError(f"{where}: label {name!r} was not seen in training (known: {', '.join(labels)})") from None
+
+
+def sorted_labels(names: set[str]) -> list[str]:
     """Numeric labels in numeric order (so "2" follows "1", not "10"), others alphabetically."""
     if all(name.lstrip("-").isdigit() for name in names):
         return sorted(names, key=int)
@@ -91,7 +99,7 @@ class ClassificationTask(TableTask):
         if len(names) < 2 and self.settings.problem_type == SINGLE:
             label = self.settings.label
             raise UserError(f"{rows[0].source}: column {label!r} has only one label ({', '.join(names)})")
-        self.labels = _sorted_labels(names)
+        self.labels = sorted_labels(names)
 
     def state(self) -> dict:
         return {"labels": self.labels}
@@ -105,14 +113,7 @@ class ClassificationTask(TableTask):
                 return float(row[self.settings.label])
             except (TypeError, ValueError):
                 raise UserError(f"{row.where}: label {row[self.settings.label]!r} is not a number") from None
-        index = {name: i for i, name in enumerate(self.labels)}
-        ids = []
-        for name in self._names(row):
-            if name not in index:
-                raise UserError(
-                    f"{row.where}: label {name!r} was not seen in training (known: {', '.join(self.labels)})"
-                )
-            ids.append(index[name])
+        ids = [label_id(name, self.labels, row.where) for name in self._names(row)]
         if self.settings.problem_type == MULTI:
             return [1.0 if i in ids else 0.0 for i in range(len(self.labels))]
         return ids[0]

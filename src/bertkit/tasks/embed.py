@@ -34,6 +34,7 @@ from bertkit.errors import UserError
 from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
 from bertkit.tasks.base import Outputs, TableTask, load_model
+from bertkit.tasks.classify import label_id, sorted_labels
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
@@ -118,7 +119,7 @@ class EmbedTask(TableTask):
 
     def prepare(self, train_rows: Sequence[Row]) -> None:
         if self.classifying:
-            self.labels = sorted({str(row[self.settings.label]).strip() for row in train_rows})
+            self.labels = sorted_labels({str(row[self.settings.label]).strip() for row in train_rows})
 
     def state(self) -> dict:
         return {"labels": self.labels}
@@ -138,12 +139,7 @@ class EmbedTask(TableTask):
         if self.ranking:
             return None
         if self.classifying:
-            label = str(row[self.settings.label]).strip()
-            if label not in self.labels:
-                raise UserError(
-                    f"{row.where}: label {label!r} was not seen in training (known: {', '.join(self.labels)})"
-                )
-            return self.labels.index(label)
+            return label_id(str(row[self.settings.label]).strip(), self.labels, row.where)
         try:
             return float(row[self.settings.score]) / self.settings.score_scale
         except (TypeError, ValueError):
@@ -176,7 +172,7 @@ class EmbedTask(TableTask):
         batch = Batch(pad_encodings(texts, self.tokenizer.pad_id), examples)
         if examples[0].target is not None:
             dtype = torch.long if self.classifying else torch.float
-            batch.tensors["scores"] = torch.tensor([e.target for e in examples], dtype=dtype)
+            batch.tensors["targets"] = torch.tensor([e.target for e in examples], dtype=dtype)
         return batch
 
     def epoch_batches(
@@ -230,8 +226,8 @@ class EmbedTask(TableTask):
             logits = SCALE * first @ second.T
             return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
         if self.classifying:
-            return F.cross_entropy(outputs["logits"], batch["scores"])
-        similarity, scores = outputs["similarity"], batch["scores"]
+            return F.cross_entropy(outputs["logits"], batch["targets"])
+        similarity, scores = outputs["similarity"], batch["targets"]
         if self.settings.loss == "cosine":
             return F.mse_loss(similarity, scores)
         # CoSENT: log(1 + sum over pairs i, j with score_i > score_j of exp(scale * (cos_j - cos_i)))
@@ -272,9 +268,9 @@ class EmbedMetrics:
         if self.task.ranking:
             self.pairs.append((outputs["embeddings"].cpu(), outputs["second"].cpu()))
         elif self.task.classifying:
-            self.confusion.add(outputs["logits"].argmax(-1).cpu(), batch["scores"].cpu())
+            self.confusion.add(outputs["logits"].argmax(-1).cpu(), batch["targets"].cpu())
         else:
-            self.values.add(outputs["similarity"], batch["scores"])
+            self.values.add(outputs["similarity"], batch["targets"])
 
     def result(self) -> dict:
         if self.task.ranking:
