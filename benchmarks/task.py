@@ -1,4 +1,5 @@
-"""A task's run config trained by bertkit and by transformers' Trainer with the same settings, seed by seed.
+"""A task's run config trained by bertkit and by a reference with the same settings, seed by seed: for
+embeddings sentence-transformers' trainer (`benchmarks/embed_train.py`), else transformers' Trainer.
 
 The reference: the same MiniLM weights under transformers' Auto classes, the same data, max_len, lr, epochs,
 batch, warmup, weight decay and clipping; evaluated at each epoch end on dev and its best epoch kept, as
@@ -22,17 +23,21 @@ import numpy as np
 import torch
 
 from benchmarks import qa
+from benchmarks.embed_train import sentence_transformers_run
 from bertkit.config import RunConfig
 from bertkit.run import build_task, run
 from bertkit.tasks.classify import REGRESSION, ClassificationTask
+from bertkit.tasks.embed import EmbedTask
 from bertkit.tasks.qa import QATask
 from bertkit.tasks.tag import TagTask
 from bertkit.train import entities, metrics
 
 
 def _reference_rows(task, config: RunConfig) -> dict[str, list]:
-    files = {"train": config.data.train, "dev": config.data.dev, "test": config.data.test}
-    return {split: task.read(path, with_targets=True) for split, path in files.items() if path}
+    files = {"dev": config.data.dev, "test": config.data.test}
+    return {"train": task.read_train(config.data)} | {
+        split: task.read(path, with_targets=True) for split, path in files.items() if path
+    }
 
 
 def _pair_features(task: ClassificationTask, tokenizer, rows, max_len: int) -> list[dict]:
@@ -84,6 +89,22 @@ def _score(task, rows, logits: np.ndarray, features: list[dict]) -> dict:
     return metrics.single_label(logits.argmax(-1), labels, task.labels)
 
 
+def step_timer():
+    """A Trainer callback that sums the time of the training steps alone (`.seconds`)."""
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        seconds, started = 0.0, 0.0
+
+        def on_step_begin(self, *args, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, *args, **kwargs):
+            self.seconds += time.perf_counter() - self.started
+
+    return StepTimes()
+
+
 def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
     from transformers import (
         AutoModelForQuestionAnswering,
@@ -93,7 +114,6 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
         Trainer,
-        TrainerCallback,
         TrainingArguments,
     )
 
@@ -117,16 +137,7 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
         model = AutoModelForSequenceClassification.from_pretrained(task.model_source, num_labels=n_labels, **extra)
         collator = DataCollatorWithPadding(tokenizer)
 
-    class StepTimes(TrainerCallback):
-        seconds, started = 0.0, 0.0
-
-        def on_step_begin(self, *args, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_step_end(self, *args, **kwargs):
-            self.seconds += time.perf_counter() - self.started
-
-    timer = StepTimes()
+    timer = step_timer()
     selection = "dev" if "dev" in rows else "train"
 
     def compute_metrics(prediction) -> dict:
@@ -175,8 +186,11 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
 
 
 def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overrides: list[str] = ()) -> dict:
-    """bertkit `train CONFIG` and the transformers reference, seed by seed: the main metric and real tokens/s."""
-    runs: dict[str, list[dict]] = {"bertkit": [], "transformers": []}
+    """bertkit `train CONFIG` and the reference (sentence-transformers' trainer for `task: embed`, else
+    transformers' Trainer), seed by seed: the main metric and real tokens/s."""
+    embedding = isinstance(build_task(RunConfig.from_json(config_path, overrides)), EmbedTask)
+    reference = "sentence-transformers" if embedding else "transformers"
+    runs: dict[str, list[dict]] = {"bertkit": [], reference: []}
     for seed in seeds:
         config = RunConfig.from_json(config_path, [*overrides, f"train.seed={seed}"])
         config = dataclasses.replace(config, output_dir=str(work_dir / f"bertkit-seed-{seed}"))
@@ -186,7 +200,11 @@ def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overr
         runs["bertkit"].append(
             {"split": split, "main": ours[f"{split}_{task_main}"], "train_tokens_per_s": ours["train_tokens_per_s"]}
         )
-        runs["transformers"].append(transformers_run(config, seed, work_dir / f"transformers-seed-{seed}"))
+        reference_dir = work_dir / f"{reference}-seed-{seed}"
+        if reference == "sentence-transformers":
+            runs[reference].append(sentence_transformers_run(config, seed, reference_dir, step_timer))
+        else:
+            runs[reference].append(transformers_run(config, seed, reference_dir))
         print(json.dumps({"seed": seed, **{k: v[-1] for k, v in runs.items()}}), flush=True)
     summary = {
         name: {
@@ -198,9 +216,7 @@ def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overr
     }
     summary["main_metric"] = f"{runs['bertkit'][0]['split']}_{build_task(config).main_metric}"
     in_percent = isinstance(build_task(config), QATask)  # exact match and F1 of answers are in % already
-    summary["gap_points"] = (1 if in_percent else 100) * (summary["bertkit"]["main"] - summary["transformers"]["main"])
-    summary["tokens_per_s_ratio"] = (
-        summary["bertkit"]["train_tokens_per_s"] / summary["transformers"]["train_tokens_per_s"]
-    )
+    summary["gap_points"] = (1 if in_percent else 100) * (summary["bertkit"]["main"] - summary[reference]["main"])
+    summary["tokens_per_s_ratio"] = summary["bertkit"]["train_tokens_per_s"] / summary[reference]["train_tokens_per_s"]
     summary["runs"] = runs
     return summary

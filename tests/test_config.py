@@ -121,3 +121,15 @@ def test_each_task_reads_its_own_section(tmp_path):
     assert RunConfig.from_dict(config.to_dict()) == config
     pretraining = RunConfig.from_json(write(tmp_path, {"pretrain": {"nsp": False}}), defaults={"task": "pretrain"})
     assert pretraining.task == "pretrain" and pretraining.settings.nsp is False
+
+
+def test_train_rows_takes_the_first_rows_of_the_training_file(tmp_path):
+    from bertkit.run import build_task
+
+    with pytest.raises(UserError, match="key 'data.train_rows' must be positive, got 0"):
+        RunConfig.from_json(write(tmp_path, {"data": {"train": "t.tsv", "train_rows": 0}}))
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n" + "".join(f"text {i}\t{i % 2}\n" for i in range(10)))
+    config = RunConfig.from_json(write(tmp_path, {"data": {"train": str(train), "train_rows": 3}}))
+    rows = build_task(config).read_train(config.data)
+    assert [row["text"] for row in rows] == ["text 0", "text 1", "text 2"]

@@ -130,6 +130,19 @@ def test_in_batch_ranking_never_batches_a_text_twice_and_retrieves_partners(tmp_
         assert len(texts) == len(set(texts)) and len(batch) <= 16
 
 
+def test_ranking_on_labelled_pairs_keeps_the_positive_ones(tmp_path, caplog):
+    (tmp_path / "para.tsv").write_text("sentence1\tsentence2\tlabel\na\tb\t1\nc\td\t0\ne\tf\t1\n")
+    setup = embed_setup(tmp_path, "mnrl")
+    setup["embed"]["positive_label"] = "1"
+    from bertkit.run import build_task
+
+    task = build_task(RunConfig.from_dict(setup))
+    with caplog.at_level("INFO", logger="bertkit"):
+        rows = task.read(tmp_path / "para.tsv", with_targets=True)
+    assert [row["sentence1"] for row in rows] == ["a", "e"]
+    assert "1 pairs not labelled '1' left out" in caplog.text
+
+
 def test_labelled_pairs_train_a_classifier_over_both_vectors(tmp_path):
     rng = random.Random(5)
     lines = []

@@ -282,6 +282,11 @@ class DataConfig:
     train: str | None = None
     dev: str | None = None
     test: str | None = None
+    train_rows: int | None = None  # train on the first N rows of the training file only (a quick or subset run)
+
+    def validate(self, source: str = "config") -> None:
+        if self.train_rows is not None and self.train_rows <= 0:
+            raise UserError(f"{source}: key 'data.train_rows' must be positive, got {self.train_rows}")
 
 
 # Keys of earlier run configs and where they live now: in the section of the task that reads them.
@@ -341,6 +346,7 @@ class RunConfig:
         else:
             train_config = build_section(TrainConfig, _section(train, "train", source), source, prefix="train.")
         data_config = build_section(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
+        data_config.validate(source)
         if "settings" in data:
             raise UserError(f"{source}: unknown key 'settings' (the task's settings go under '{name}')")
         config = build_section(cls, data, source)

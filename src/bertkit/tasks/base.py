@@ -31,7 +31,7 @@ from bertkit.model.hf_dir import Pretrained
 from bertkit.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from bertkit.config import RunConfig
+    from bertkit.config import DataConfig, RunConfig
 
 TASK_FILE = "bertkit_task.json"
 Outputs = dict[str, Tensor]
@@ -148,11 +148,15 @@ class TableTask(Task):
     def prepare(self, train_rows: Sequence[Row]) -> None:  # noqa: B027 (optional hook; most tasks need nothing)
         """Learn what the training data defines (a label set, say) before encoding."""
 
-    def splits(self, config: RunConfig) -> Splits:
-        data = config.data
+    def read_train(self, data: DataConfig) -> list[Row]:
+        """The training rows: the whole file, or its first `data.train_rows`."""
         if not data.train:
             raise UserError("config: key 'data.train' (the training file) is required")
-        train_rows = self.read(data.train, with_targets=True)
+        return self.read(data.train, with_targets=True)[: data.train_rows]
+
+    def splits(self, config: RunConfig) -> Splits:
+        data = config.data
+        train_rows = self.read_train(data)
         self.prepare(train_rows)
         dev, test = (self.encode(self.read(path, True)) if path else None for path in (data.dev, data.test))
         return Splits(self.encode(train_rows), dev, test)

@@ -6,9 +6,10 @@ similarity against score / `score_scale`) or `cosent` (CoSENT: every pair ranked
 lower score), and are evaluated by the Pearson and Spearman correlations of cosine similarity with the
 scores (Spearman is the main metric, as for STS data). Pairs of related texts (a question and its
 duplicate, say) train with `mnrl`, multiple-negatives ranking: each text must pick its partner among all
-second texts of the batch, so batches never hold a text twice (no false negatives); they are evaluated by
-retrieval over the whole dev set: recall@1, 5 and 10 and MRR@10 (the main metric) of each first text's
-partner among all second texts. Labelled pairs (`label`, NLI) train with `softmax`, as Sentence-BERT was
+second texts of the batch, so batches never hold a text twice (no false negatives); from labelled
+paraphrase data, `positive_label` keeps the related pairs only. They are evaluated by retrieval over the
+whole dev set: recall@1, 5 and 10 and MRR@10 (the main metric) of each first text's partner among all
+second texts. Labelled pairs (`label`, NLI) train with `softmax`, as Sentence-BERT was
 first trained: a linear layer over (u, v, |u - v|) classifies the pair; it is scored by accuracy.
 
 Prediction: a vector per text (`bertkit embed`, `bertkit.load(dir).embed`), or for two text columns the
@@ -57,6 +58,7 @@ class EmbedSettings:
     loss: str = "cosine"
     pooling: str | None = None
     normalize: bool | None = None
+    positive_label: str | None = None  # with `mnrl`: keep only the pairs whose `label` is this (paraphrase data)
 
     def validate(self, source: str = "config") -> None:
         if self.loss not in LOSSES:
@@ -115,7 +117,9 @@ class EmbedTask(TableTask):
 
     @property
     def target_columns(self) -> list[str]:
-        return [] if self.ranking else [self.settings.label] if self.classifying else [self.settings.score]
+        if self.ranking:
+            return [] if self.settings.positive_label is None else [self.settings.label]
+        return [self.settings.label] if self.classifying else [self.settings.score]
 
     def prepare(self, train_rows: Sequence[Row]) -> None:
         if self.classifying:
@@ -130,7 +134,13 @@ class EmbedTask(TableTask):
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Scored pairs; to embed, a file of one text column (`text_a`) or a .txt file of a text a line."""
         if with_targets:
-            return super().read(path, with_targets)
+            rows = super().read(path, with_targets)
+            positive = self.settings.positive_label
+            if self.ranking and positive is not None:
+                kept = [row for row in rows if str(row[self.settings.label]).strip() == positive]
+                log.info("%s: %d pairs not labelled %r left out", path, len(rows) - len(kept), positive)
+                rows = kept
+            return rows
         if Path(path).suffix.lower() == ".txt":
             return [Row(r.source, r.line, {self.settings.text_a: r["text"]}) for r in read_lines(path)]
         return read_table(path, [self.settings.text_a], [self.settings.text_a])

@@ -1,0 +1,116 @@
+"""The reference for `task: embed` run configs: sentence-transformers' own trainer with the same settings.
+
+The same starting directory (its pooling and normalisation), data, max_len, lr, epochs, batch, warmup,
+weight decay and clipping; the loss that matches the config's (`CosineSimilarityLoss` on score /
+score_scale, `CoSENTLoss`, `MultipleNegativesRankingLoss` with batches free of duplicate texts,
+`SoftmaxLoss` over (u, v, |u - v|), whose classifier lives in the loss and so stays the last epoch's);
+evaluated at each epoch end on dev and its best epoch kept, as bertkit keeps its best; scored with
+bertkit's metrics on test (dev where there is no test). Real training tokens/s: the tokens of both texts
+of every training pair over the time of the steps alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bertkit.config import RunConfig
+from bertkit.data.readers import Row
+from bertkit.run import build_task
+from bertkit.tasks.embed import EmbedTask, retrieval
+from bertkit.train import metrics
+
+
+def _score(task: EmbedTask, model, loss, rows: list[Row]) -> dict:
+    """bertkit's metrics of the embed task on the reference model's vectors of `rows`."""
+    settings = task.settings
+    first, second = (
+        model.encode([str(row[column]) for row in rows], batch_size=64, convert_to_tensor=True).float().cpu()
+        for column in (settings.text_a, settings.text_b)
+    )
+    if task.ranking:
+        return retrieval([(first, second)])
+    if task.classifying:
+        with torch.no_grad():
+            logits = loss.classifier(torch.cat([first, second, (first - second).abs()], dim=1))
+        gold = torch.tensor([task.labels.index(str(row[settings.label]).strip()) for row in rows])
+        return metrics.single_label(logits.argmax(-1), gold, task.labels)
+    gold = torch.tensor([float(row[settings.score]) / settings.score_scale for row in rows])
+    return metrics.regression(F.cosine_similarity(first, second), gold)
+
+
+def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path, step_timer) -> dict:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+
+    task = build_task(config)
+    assert isinstance(task, EmbedTask)
+    settings = task.settings
+    train_rows = task.read_train(config.data)
+    task.prepare(train_rows)
+    files = (("dev", config.data.dev), ("test", config.data.test))
+    rows = {split: task.read(path, with_targets=True) for split, path in files if path}
+    torch.manual_seed(seed)
+    model = SentenceTransformer(str(task.model_source), device="cpu")
+    model.max_seq_length = config.max_len
+
+    columns = {"sentence1": [str(r[settings.text_a]) for r in train_rows]}
+    columns["sentence2"] = [str(r[settings.text_b]) for r in train_rows]
+    if task.classifying:
+        columns["label"] = [task.labels.index(str(r[settings.label]).strip()) for r in train_rows]
+        loss = losses.SoftmaxLoss(model, model.get_sentence_embedding_dimension(), len(task.labels))
+    elif task.ranking:
+        loss = losses.MultipleNegativesRankingLoss(model)
+    else:
+        columns["score"] = [float(r[settings.score]) / settings.score_scale for r in train_rows]
+        loss = losses.CoSENTLoss(model) if settings.loss == "cosent" else losses.CosineSimilarityLoss(model)
+
+    selection_rows = rows.get("dev", train_rows)
+
+    class BertkitMetric(SentenceEvaluator):
+        primary_metric = "main"
+
+        def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict:
+            return {"main": _score(task, model, loss, selection_rows)[task.main_metric]}
+
+    train = config.train
+    timer = step_timer()
+    args = Arguments(
+        output_dir=str(work_dir),
+        num_train_epochs=train.n_epochs,
+        learning_rate=train.lr,
+        per_device_train_batch_size=train.batch_size,
+        warmup_steps=train.warmup,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        seed=seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if task.ranking else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="main",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(columns),
+        loss=loss,
+        evaluator=BertkitMetric(),
+        callbacks=[timer],
+    )
+    trainer.train()
+    split = "test" if "test" in rows else "dev" if "dev" in rows else "train"
+    scores = _score(task, trainer.model, loss, rows.get(split, train_rows))
+    real_tokens = train.n_epochs * sum(len(example) for example in task.encode(train_rows))
+    return {"split": split, "main": scores[task.main_metric], "train_tokens_per_s": real_tokens / timer.seconds}
