@@ -12,6 +12,7 @@ from pathlib import Path
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.io import write_atomic
+from bertkit.serving.command import add_serve_parser
 
 PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
 
@@ -331,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
         command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
         command.set_defaults(run=cmd_embed if name == "embed" else cmd_search)
+
+    add_serve_parser(commands)
 
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")

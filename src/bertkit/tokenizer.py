@@ -274,6 +274,11 @@ class Tokenizer:
             Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, bool(e.overflowing)) for e in encoded
         ]
 
+    def lengths(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
+        """Tokens of each text (or pair) with [CLS] and [SEP], uncut: what a `max_length` would cut is the rest."""
+        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+        return [len(e.ids) for e in self._fast.encode_batch(inputs)]
+
     def encode_words(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> list[Encoding]:
         """Tokens of texts, or of texts already split into words, with `word_ids`; without [CLS]/[SEP] and
         without truncation (for a task that labels words). A word may give no token at all (one made only of

@@ -1,0 +1,270 @@
+"""`bertkit serve MODEL_DIR`: any saved bertkit model behind a JSON HTTP API (FastAPI on uvicorn).
+
+Routes: `POST /predict` (the model's task), `POST /embed` (embedding models), `GET /healthz`, `GET /readyz`
+(ready once the model is loaded and warmed), `GET /metrics` (Prometheus), `GET /info`, `GET /docs` (OpenAPI)
+and `GET /` (a page to try the model). Requests are gathered into batches by `batcher.Batcher`; every
+error is a JSON body `{"error": ...}` with its status: 413 over a size limit, 422 malformed, 503 queue
+full (with Retry-After) or not ready, 504 over the request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bertkit.data.readers import Row
+from bertkit.inference import Predictor, load, load_task
+from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
+from bertkit.serving.metrics import ServerMetrics, observe_requests
+from bertkit.tokenizer import Tokenizer
+
+log = logging.getLogger("bertkit")
+WINDOWED_TASKS = ("tag", "qa")  # long inputs are split into windows, never cut
+
+One = str | list[str] | dict[str, str]
+
+
+class PredictRequest(BaseModel):
+    inputs: One | list[One] = Field(
+        description="one input or a list: a text, or for models of several texts (pairs, QA) an object keyed "
+        "by the input names of GET /info, or a list of the texts in that order",
+        examples=["A great film.", [{"question": "Who?", "context": "Anna did."}]],
+    )
+
+
+class EmbedRequest(BaseModel):
+    inputs: str | list[str] = Field(description="a text or a list of texts", examples=[["A cat.", "A kitten."]])
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    limits: BatchLimits = BatchLimits()
+    max_inputs: int = 256  # inputs per request
+    max_body_bytes: int = 1 << 20
+    timeout_s: float = 30.0
+    truncate: bool = True  # False: refuse inputs longer than the model's maximum
+    precision: str = "auto"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ModelService:
+    """The model, its batcher and what the routes need of it; loads and warms in the worker's own thread."""
+
+    def __init__(self, model_dir: Path, options: ServeOptions, metrics: ServerMetrics) -> None:
+        self.model_dir, self.options, self.metrics = model_dir, options, metrics
+        self.predictor: Predictor | None = None
+        self.ready = threading.Event()
+        self.batcher = Batcher(
+            {"predict": self._predict, "embed": self._embed},
+            options.limits,
+            on_batch=metrics.observe_batch,
+            on_depth=metrics.queue_depth.set,
+        )
+
+    def load(self) -> None:
+        predictor = load(self.model_dir, precision=self.options.precision)
+        predictor.batch_size = self.options.limits.max_batch_size
+        columns = predictor.task.input_columns
+        predictor.predict_rows([Row("warm-up", 1, {column: "warm up" for column in columns})])
+        self.predictor = predictor
+        self.batcher.start()
+        self.ready.set()
+
+    def _predict(self, rows: list[Row]) -> list[dict]:
+        return self.predictor.predict_rows(rows)
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        return self.predictor.embed(texts).tolist()
+
+    def info(self) -> dict:
+        task = self.predictor.task
+        return {
+            "model": str(self.model_dir),
+            "task": task.name,
+            "inputs": task.input_columns,
+            "labels": getattr(task, "labels", None),
+            "max_len": task.max_len,
+            "embeds": task.name == "embed",
+            "limits": {
+                "max_inputs": self.options.max_inputs,
+                "max_body_bytes": self.options.max_body_bytes,
+                "timeout_s": self.options.timeout_s,
+                "truncate": self.options.truncate,
+                **self.options.limits.__dict__,
+            },
+        }
+
+    def rows(self, inputs: Any) -> list[Row]:
+        """Request inputs as rows of the task's input columns (a list is always a list of inputs); 422 for
+        an input of the wrong shape."""
+        columns = self.predictor.task.input_columns
+        rows = []
+        for number, item in enumerate(inputs if isinstance(inputs, list) else [inputs], start=1):
+            if isinstance(item, str) and len(columns) == 1:
+                fields = {columns[0]: item}
+            elif isinstance(item, list) and len(item) == len(columns) and all(isinstance(t, str) for t in item):
+                fields = dict(zip(columns, item, strict=True))
+            elif isinstance(item, dict) and all(isinstance(item.get(c), str) for c in columns):
+                fields = {column: item[column] for column in columns}
+            else:
+                raise HTTPException(422, f"input {number}: this model takes {' and '.join(columns)}")
+            rows.append(Row("request", number, fields))
+        return rows
+
+    def count_tokens(self, columns: list[list[str]]) -> tuple[int, list[int]]:
+        """Tokens the batch will hold, and per input the tokens truncation drops (refused when it is off).
+        `columns`: the texts of each input column; an embedding model encodes each text alone."""
+        task = self.predictor.task
+        tokenizer, max_len = task.tokenizer, task.max_len
+        if task.name == "embed":
+            per_text = [tokenizer.lengths(texts) for texts in columns]
+        else:
+            per_text = [tokenizer.lengths(columns[0], columns[1] if len(columns) > 1 else None)]
+        if task.name in WINDOWED_TASKS:
+            return sum(map(sum, per_text)), [0] * len(per_text[0])
+        dropped = [sum(max(0, n - max_len) for n in lengths) for lengths in zip(*per_text, strict=True)]
+        if not self.options.truncate and any(dropped):
+            first = next(i for i, n in enumerate(dropped) if n)
+            raise HTTPException(413, f"input {first + 1}: {dropped[first]} tokens over the model's {max_len}")
+        return sum(min(n, max_len) for lengths in per_text for n in lengths), dropped
+
+    async def answer(self, kind: str, inputs: list[Any], columns: list[list[str]]) -> tuple[list[Any], list[int]]:
+        if not inputs:
+            raise HTTPException(422, "inputs: empty")
+        if len(inputs) > self.options.max_inputs:
+            raise HTTPException(413, f"{len(inputs)} inputs, over the limit of {self.options.max_inputs}")
+        tokens, dropped = self.count_tokens(columns)
+        try:
+            future = self.batcher.submit(Job(kind, inputs, tokens))
+        except QueueFull as err:
+            raise HTTPException(503, f"queue full: {err}", headers={"Retry-After": "1"}) from None
+        try:
+            results = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()
+            raise HTTPException(504, f"no answer within {self.options.timeout_s:g} s") from None
+        return results, dropped
+
+
+def failed(app: FastAPI, loading: asyncio.Future) -> None:
+    """A model that fails to load stops the server; `serve` raises the error once it has stopped."""
+    if loading.cancelled() or loading.exception() is None:
+        return
+    app.state.load_error = loading.exception()
+    log.error("bertkit: error: %s", app.state.load_error)
+    getattr(app.state, "stop", lambda: None)()
+
+
+def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastAPI:
+    metrics = ServerMetrics()
+    service = ModelService(model_dir, options, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.load_error = None
+        loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+        loading.add_done_callback(lambda done: failed(app, done))
+        yield
+        await asyncio.wait([loading])
+        if service.ready.is_set():
+            service.batcher.stop()
+
+    app = FastAPI(title="bertkit", description=f"The model in {model_dir}", lifespan=lifespan)
+    app.add_middleware(observe_requests, metrics=metrics, max_body_bytes=options.max_body_bytes)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0]
+        if first.get("type") == "json_invalid":
+            return _error(422, f"body: invalid JSON ({first.get('ctx', {}).get('error', 'cannot parse')})")
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return _error(422, f"{where or 'body'}: {first.get('msg', 'invalid')}")
+
+    def ready_service() -> ModelService:
+        if not service.ready.is_set():
+            raise HTTPException(503, "the model is loading", headers={"Retry-After": "1"})
+        return service
+
+    @app.post("/predict")
+    async def predict(request: PredictRequest) -> dict:
+        """The model's task on one input or a list: labels and probabilities, values, tags and entities,
+        answers with their spans, or for an embedding model the similarity of two texts."""
+        live = ready_service()
+        rows = live.rows(request.inputs)
+        columns = [[row[column] for row in rows] for column in live.predictor.task.input_columns]
+        predictions, dropped = await live.answer("predict", rows, columns)
+        return {"predictions": predictions, "tokens_dropped": dropped}
+
+    @app.post("/embed")
+    async def embed(request: EmbedRequest) -> dict:
+        """One vector per text, in input order (embedding models)."""
+        live = ready_service()
+        if live.predictor.task.name != "embed":
+            raise HTTPException(422, f"a {live.predictor.task.name} model gives no embeddings; use /predict")
+        texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+        vectors, dropped = await live.answer("embed", texts, [texts])
+        return {"embeddings": vectors, "tokens_dropped": dropped}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict:
+        ready_service()
+        return {"status": "ready"}
+
+    @app.get("/info")
+    async def info() -> dict:
+        return ready_service().info()
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return resources.files("bertkit.serving").joinpath("page.html").read_text(encoding="utf-8")
+
+    return app
+
+
+def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
+    """Run until SIGTERM or Ctrl-C: then stop accepting, answer what is in flight, and return."""
+    import uvicorn
+
+    # a wrong directory is a user error at once, not a server that never gets ready
+    load_task(model_dir, Tokenizer.from_pretrained(model_dir))
+    app = create_app(model_dir, options)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=options.timeout_s)
+    )
+    app.state.stop = lambda: setattr(server, "should_exit", True)
+    # uvicorn shuts down gracefully on these, then raises them again for whatever handled them before;
+    # ignoring them then lets a graceful stop end with status 0 rather than death by signal
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda number, frame: None)
+    log.info("bertkit: serving %s on http://%s:%d (loading the model)", model_dir, host, port)
+    server.run()
+    if app.state.load_error is not None:
+        raise app.state.load_error
