@@ -110,6 +110,14 @@ def cmd_task(args: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from benchmarks.serve_load import load_test
+
+    print(f"machine: {machine()}")
+    result = load_test(args.model, args.data, args.column, args.seconds, args.limit, args.max_queue)
+    print(json.dumps(result, indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertkit bench", description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True)
@@ -206,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--work-dir", type=Path, default=Path("runs/bench_task"))
     task.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     task.set_defaults(run=cmd_task)
+    load = benches.add_parser("serve", help="load test of bertkit serve: 1-128 clients, batching on and off")
+    load.add_argument("model", type=Path, help="a classifier or embedding model directory")
+    load.add_argument("data", type=Path, help="TSV/CSV/JSONL of texts, one a request")
+    load.add_argument("--column", default="sentence", help="text column (default: sentence)")
+    load.add_argument("--seconds", type=float, default=8.0, help="per closed-loop run")
+    load.add_argument("--limit", type=int, default=1000, help="texts taken from the file")
+    load.add_argument("--max-queue", type=int, default=1024, help="the server's --max-queue")
+    load.set_defaults(run=cmd_serve)
     return parser
 
 

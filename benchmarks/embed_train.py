@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmarks.task import step_timer, trainer_arguments
 from bertkit.config import RunConfig
 from bertkit.data.readers import Row
 from bertkit.run import build_task
@@ -41,7 +42,7 @@ def _score(task: EmbedTask, model, loss, rows: list[Row]) -> dict:
     return metrics.regression(F.cosine_similarity(first, second), gold)
 
 
-def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path, step_timer) -> dict:
+def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
@@ -81,26 +82,8 @@ def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path, step
 
     train = config.train
     timer = step_timer()
-    args = Arguments(
-        output_dir=str(work_dir),
-        num_train_epochs=train.n_epochs,
-        learning_rate=train.lr,
-        per_device_train_batch_size=train.batch_size,
-        warmup_steps=train.warmup,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
-        seed=seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if task.ranking else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="main",
-        logging_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    batches = BatchSamplers.NO_DUPLICATES if task.ranking else BatchSamplers.BATCH_SAMPLER
+    args = Arguments(**trainer_arguments(config, seed, work_dir), batch_sampler=batches)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from benchmarks import qa
-from benchmarks.embed_train import sentence_transformers_run
 from bertkit.config import RunConfig
 from bertkit.run import build_task, run
 from bertkit.tasks.classify import REGRESSION, ClassificationTask
@@ -105,6 +104,30 @@ def step_timer():
     return StepTimes()
 
 
+def trainer_arguments(config: RunConfig, seed: int, work_dir: Path) -> dict:
+    """The run config's settings as the Trainer's arguments: evaluated and saved each epoch, the best kept."""
+    train = config.train
+    return dict(
+        output_dir=str(work_dir),
+        num_train_epochs=train.n_epochs,
+        learning_rate=train.lr,
+        per_device_train_batch_size=train.batch_size,
+        warmup_steps=train.warmup,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        seed=seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        load_best_model_at_end=True,
+        metric_for_best_model="main",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+
+
 def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
     from transformers import (
         AutoModelForQuestionAnswering,
@@ -144,26 +167,7 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
         return {"main": _score(task, rows[selection], prediction.predictions, features[selection])[task.main_metric]}
 
     train = config.train
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=train.n_epochs,
-        learning_rate=train.lr,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=64,
-        warmup_steps=train.warmup,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
-        seed=seed,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=1,
-        load_best_model_at_end=True,
-        metric_for_best_model="main",
-        logging_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-    )
+    args = TrainingArguments(**trainer_arguments(config, seed, work_dir), per_device_eval_batch_size=64)
     trainer = Trainer(
         model=model,
         args=args,
@@ -188,6 +192,8 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
 def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overrides: list[str] = ()) -> dict:
     """bertkit `train CONFIG` and the reference (sentence-transformers' trainer for `task: embed`, else
     transformers' Trainer), seed by seed: the main metric and real tokens/s."""
+    from benchmarks.embed_train import sentence_transformers_run  # it imports this module's helpers
+
     embedding = isinstance(build_task(RunConfig.from_json(config_path, overrides)), EmbedTask)
     reference = "sentence-transformers" if embedding else "transformers"
     runs: dict[str, list[dict]] = {"bertkit": [], reference: []}
@@ -202,7 +208,7 @@ def task_side_by_side(config_path: Path, seeds: list[int], work_dir: Path, overr
         )
         reference_dir = work_dir / f"{reference}-seed-{seed}"
         if reference == "sentence-transformers":
-            runs[reference].append(sentence_transformers_run(config, seed, reference_dir, step_timer))
+            runs[reference].append(sentence_transformers_run(config, seed, reference_dir))
         else:
             runs[reference].append(transformers_run(config, seed, reference_dir))
         print(json.dumps({"seed": seed, **{k: v[-1] for k, v in runs.items()}}), flush=True)
