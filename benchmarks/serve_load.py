@@ -1,4 +1,4 @@
-"""Load test of `bertkit serve`: a real HTTP client (httpx, asyncio) against the real server on 127.0.0.1.
+"""Load test of `bertkit serve`: a real HTTP client (aiohttp) against the real server on 127.0.0.1.
 
 For a model and a file of texts, one text a request: offline `Predictor` texts/s on the same texts (the
 ceiling); closed-loop runs at 1, 8, 32 and 128 concurrent clients, each sending its next request when the
@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from benchmarks.server_process import served
 from bertkit.data.readers import read_table
@@ -42,16 +42,18 @@ def _summary(latencies: list[float], statuses: collections.Counter, seconds: flo
     }
 
 
-def _client(connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0, pool=None))
+def _client(connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_read=120))
 
 
 async def _send(client, url: str, body: dict, latencies: list, statuses: collections.Counter) -> None:
     started = time.perf_counter()
     try:
-        status = (await client.post(url, json=body)).status_code
-    except httpx.HTTPError as err:
+        async with client.post(url, json=body) as response:
+            await response.read()
+            status = response.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
         status = type(err).__name__
     statuses[status] += 1
     if status == 200:
@@ -93,9 +95,8 @@ async def open_loop(url: str, bodies: list[dict], rate: float, seconds: float) -
 
 
 def offline_texts_per_s(model_dir: Path, texts: list[str], embedding: bool, repeats: int = 2) -> float:
-    """`bertkit predict` on the same texts, in this process (batches of 32): the server's ceiling."""
+    """`bertkit predict` on the same texts, in this process: the server's ceiling."""
     predictor = load(model_dir)
-    predictor.batch_size = 32
     run = predictor.embed if embedding else predictor.predict
     run(texts)  # warm-up
     times = []

@@ -20,9 +20,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BatchLimits:
-    max_batch_size: int = 32  # inputs per model call (a single larger request still runs whole)
+    max_batch_size: int = 64  # inputs per model call (a single larger request still runs whole)
     max_batch_tokens: int = 16384  # tokens per model call, counted after truncation
-    max_wait_ms: float = 5.0  # how long the oldest job waits for company
+    max_wait_ms: float = 0.0  # how long the oldest job waits for company; at 0, batches form while the
+    # model is busy: what arrives during one batch makes the next
     max_queue: int = 1024  # inputs waiting (a batch still gathering counts); beyond it requests are refused
     batching: bool = True  # off: every request runs alone, for measuring what batching buys
 

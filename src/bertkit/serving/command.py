@@ -24,9 +24,14 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("model", type=Path, help="model directory (bertkit train, or sentence-transformers)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--max-batch-size", type=positive(int), default=32, help="inputs per model call")
+    serve.add_argument("--max-batch-size", type=positive(int), default=64, help="inputs per model call")
     serve.add_argument("--max-batch-tokens", type=positive(int), default=16384, help="tokens per model call")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for company")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="how long a request waits for company (0: none; batches form from what arrives while the model is busy)",
+    )
     serve.add_argument("--max-queue", type=positive(int), default=1024, help="inputs waiting before 503")
     serve.add_argument("--max-inputs", type=positive(int), default=256, help="inputs per request before 413")
     serve.add_argument("--max-body-bytes", type=positive(int), default=1 << 20, help="request size before 413")

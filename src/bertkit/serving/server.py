@@ -10,11 +10,11 @@ full (with Retry-After) or not ready, 504 over the request timeout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class EmbedRequest(BaseModel):
     inputs: str | list[str] = Field(description="a text or a list of texts", examples=[["A cat.", "A kitten."]])
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ServeOptions:
     limits: BatchLimits = BatchLimits()
     max_inputs: int = 256  # inputs per request
@@ -64,7 +64,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 class ModelService:
-    """The model, its batcher and what the routes need of it; loads and warms in the worker's own thread."""
+    """The model, its batcher and what the routes need of it; loads and warms off the event loop."""
 
     def __init__(self, model_dir: Path, options: ServeOptions, metrics: ServerMetrics) -> None:
         self.model_dir, self.options, self.metrics = model_dir, options, metrics
@@ -79,12 +79,13 @@ class ModelService:
 
     def load(self) -> None:
         predictor = load(self.model_dir, precision=self.options.precision)
-        predictor.batch_size = self.options.limits.max_batch_size
         columns = predictor.task.input_columns
         predictor.predict_rows([Row("warm-up", 1, {column: "warm up" for column in columns})])
         self.predictor = predictor
         self.batcher.start()
         self.ready.set()
+        log.info("bertkit: ready")
+        log.setLevel(logging.WARNING)  # per-batch notes (texts cut) go into each response instead
 
     def _predict(self, rows: list[Row]) -> list[dict]:
         return self.predictor.predict_rows(rows)
@@ -106,7 +107,7 @@ class ModelService:
                 "max_body_bytes": self.options.max_body_bytes,
                 "timeout_s": self.options.timeout_s,
                 "truncate": self.options.truncate,
-                **self.options.limits.__dict__,
+                **dataclasses.asdict(self.options.limits),
             },
         }
 
