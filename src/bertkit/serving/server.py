@@ -207,24 +207,25 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
         return service
 
     @app.post("/predict")
-    async def predict(request: PredictRequest) -> dict:
+    async def predict(request: PredictRequest) -> JSONResponse:
         """The model's task on one input or a list: labels and probabilities, values, tags and entities,
         answers with their spans, or for an embedding model the similarity of two texts."""
         live = ready_service()
         rows = live.rows(request.inputs)
         columns = [[row[column] for row in rows] for column in live.predictor.task.input_columns]
         predictions, dropped = await live.answer("predict", rows, columns)
-        return {"predictions": predictions, "tokens_dropped": dropped}
+        return JSONResponse({"predictions": predictions, "tokens_dropped": dropped})
 
     @app.post("/embed")
-    async def embed(request: EmbedRequest) -> dict:
+    async def embed(request: EmbedRequest) -> JSONResponse:
         """One vector per text, in input order (embedding models)."""
         live = ready_service()
         if live.predictor.task.name != "embed":
             raise HTTPException(422, f"a {live.predictor.task.name} model gives no embeddings; use /predict")
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
         vectors, dropped = await live.answer("embed", texts, [texts])
-        return {"embeddings": vectors, "tokens_dropped": dropped}
+        # straight to JSON: FastAPI's encoder would visit each of the vectors' floats in Python
+        return JSONResponse({"embeddings": vectors, "tokens_dropped": dropped})
 
     @app.get("/healthz")
     async def healthz() -> dict:
