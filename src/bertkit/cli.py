@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
+from bertkit.export import add_export_parser
 from bertkit.io import write_atomic
 from bertkit.serving.command import add_serve_parser
 
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(run=cmd_embed if name == "embed" else cmd_search)
 
     add_serve_parser(commands)
+    add_export_parser(commands)
 
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")

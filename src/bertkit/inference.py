@@ -128,8 +128,17 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
     return task
 
 
-def load(directory: str | Path, device: str | None = None, precision: str = "auto") -> Predictor:
+def model_directory(directory: str | Path) -> Path:
+    """`directory` when it holds a model; else one clear error."""
     directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        what = "not found" if not directory.exists() else "not a model directory (no config.json)"
+        raise UserError(f"{directory}: {what}")
+    return directory
+
+
+def load(directory: str | Path, device: str | None = None, precision: str = "auto") -> Predictor:
+    directory = model_directory(directory)
     task = load_task(directory, Tokenizer.from_pretrained(directory))
     target = pick_device(device)
     return Predictor(task, task.build_model().to(target).eval(), target, precision=precision)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bertkit.data.readers import Row
-from bertkit.inference import Predictor, load, load_task
+from bertkit.inference import Predictor, load, load_task, model_directory
 from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
 from bertkit.serving.metrics import ServerMetrics, observe_requests
 from bertkit.tokenizer import Tokenizer
@@ -256,7 +256,7 @@ def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
     import uvicorn
 
     # a wrong directory is a user error at once, not a server that never gets ready
-    load_task(model_dir, Tokenizer.from_pretrained(model_dir))
+    load_task(model_directory(model_dir), Tokenizer.from_pretrained(model_dir))
     app = create_app(model_dir, options)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=options.timeout_s)
