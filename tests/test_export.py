@@ -12,6 +12,7 @@ from tiny import make_setup, make_tag_setup
 import bertkit
 from bertkit.config import RunConfig
 from bertkit.export import TOLERANCE, check_inputs, export_onnx, session
+from bertkit.inference import RUNTIMES
 from bertkit.run import run
 
 
@@ -49,3 +50,29 @@ def test_exporting_what_is_not_a_model_is_one_line(tmp_path):
     for source, message in ((tmp_path / "missing", "not found"), (tmp_path / "empty", "not a model directory")):
         result = run_cli("export", str(source), "--out", str(tmp_path / "out"))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_evaluate_and_serve_run_the_exported_graph(tmp_path):
+    import httpx
+
+    from benchmarks.server_process import served
+
+    model = trained(tmp_path, "tag")
+    export_onnx(model, tmp_path / "onnx", quantize="int8")
+    rows = bertkit.load(model).read(Path(make_tag_setup(tmp_path / "data")["data"]["test"]), True)
+    scores = {runtime: bertkit.load(tmp_path / "onnx", runtime=runtime).evaluate_rows(rows) for runtime in RUNTIMES}
+    assert abs(scores["onnx"]["f1"] - scores["torch"]["f1"]) < 1e-6 and scores["onnx-int8"]["f1"] > 0
+    result = run_cli(
+        "predict",
+        str(tmp_path / "onnx"),
+        "--input",
+        str(tmp_path / "data" / "test.conll"),
+        "--output",
+        str(tmp_path / "p.jsonl"),
+        "--runtime",
+        "onnx",
+    )
+    assert result.returncode == 0, result.stderr
+    with served(tmp_path / "onnx", "--runtime", "onnx") as server:
+        answer = httpx.post(server.url + "/predict", json={"inputs": "anna smith and paris"}).json()
+        assert [e["type"] for e in answer["predictions"][0]["entities"]] == ["PER", "LOC"]

@@ -12,9 +12,11 @@ from pathlib import Path
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.export import add_export_parser
+from bertkit.inference import RUNTIMES
 from bertkit.io import write_atomic
 from bertkit.serving.command import add_serve_parser
 
+RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
 PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
 
 
@@ -80,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bertkit.inference import load
     from bertkit.train.report import scalars
 
-    predictor = load(args.model, args.device, args.precision)
+    predictor = load(args.model, args.device, args.precision, args.runtime)
     metrics = predictor.evaluate_rows(predictor.read(args.data, with_targets=True))
     if args.output:
         write_atomic(args.output, json.dumps(metrics, indent=1, ensure_ascii=False))
@@ -90,7 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from bertkit.inference import load
 
-    predictor = load(args.model, args.device, args.precision)
+    predictor = load(args.model, args.device, args.precision, args.runtime)
     rows = predictor.read(args.input, with_targets=False)
     predictions = predictor.predict_rows(rows)
     lines = [
@@ -302,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", type=Path, help="write all metrics (per class, confusion matrix) here")
     evaluate.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    evaluate.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label a file with a saved model")
@@ -312,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True, help="JSONL: line, label, probabilities")
     predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    predict.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     predict.set_defaults(run=cmd_predict)
 
     for name, help_text in (

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from bertkit.config import build_section
+from bertkit.config import ModelConfig, build_section
 from bertkit.data.batching import Batch, inference_batches, lengths_of
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
@@ -137,8 +137,54 @@ def model_directory(directory: str | Path) -> Path:
     return directory
 
 
-def load(directory: str | Path, device: str | None = None, precision: str = "auto") -> Predictor:
+class OnnxModel(nn.Module):
+    """A graph written by `bertkit export`, run by onnxruntime behind the PyTorch model's call: the same
+    inputs, the same outputs (for `positions`, the rows of those tokens alone), as CPU tensors."""
+
+    def __init__(self, path: Path, config: ModelConfig) -> None:
+        super().__init__()
+        import onnxruntime
+
+        if not path.is_file():
+            raise UserError(f"{path}: not found (make it with `bertkit export`)")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.config = config
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, ...]:
+        feeds = {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
+            "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
+        }
+        outputs = self.session.run(None, {name: value.cpu().numpy() for name, value in feeds.items()})
+        tensors = [torch.from_numpy(array) for array in outputs]
+        if positions is not None:
+            tensors = [tensor.flatten(0, 1)[positions.cpu()] for tensor in tensors]
+        return tensors[0] if len(tensors) == 1 else tuple(tensors)
+
+
+RUNTIMES = {"torch": None, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+
+
+def load(
+    directory: str | Path, device: str | None = None, precision: str = "auto", runtime: str = "torch"
+) -> Predictor:
+    """A saved model ready to predict; `runtime` onnx or onnx-int8 runs the graph `bertkit export` wrote
+    beside it in onnxruntime (on the CPU)."""
     directory = model_directory(directory)
     task = load_task(directory, Tokenizer.from_pretrained(directory))
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if RUNTIMES[runtime]:
+        model = OnnxModel(directory / RUNTIMES[runtime], ModelConfig.from_json(directory / "config.json"))
+        return Predictor(task, model, torch.device("cpu"), precision="fp32")
     target = pick_device(device)
     return Predictor(task, task.build_model().to(target).eval(), target, precision=precision)

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from bertkit.config import PRECISIONS
+from bertkit.inference import RUNTIMES
 
 
 def positive(kind: type):
@@ -41,6 +42,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-batching", action="store_true", help="run each request alone (for comparison)")
     serve.add_argument("--precision", choices=PRECISIONS, default="auto")
+    serve.add_argument("--runtime", choices=RUNTIMES, default="torch", help="onnx, onnx-int8: the exported graph")
     serve.set_defaults(run=cmd_serve)
 
 
@@ -52,6 +54,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         args.max_batch_size, args.max_batch_tokens, args.max_wait_ms, args.max_queue, not args.no_batching
     )
     options = ServeOptions(
-        limits, args.max_inputs, args.max_body_bytes, args.timeout, args.truncate == "true", args.precision
+        limits,
+        args.max_inputs,
+        args.max_body_bytes,
+        args.timeout,
+        args.truncate == "true",
+        args.precision,
+        args.runtime,
     )
     serve(args.model, args.host, args.port, options)

@@ -57,6 +57,7 @@ class ServeOptions:
     timeout_s: float = 30.0
     truncate: bool = True  # False: refuse inputs longer than the model's maximum
     precision: str = "auto"
+    runtime: str = "torch"  # or onnx, onnx-int8: the graph `bertkit export` wrote beside the model
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -78,7 +79,7 @@ class ModelService:
         )
 
     def load(self) -> None:
-        predictor = load(self.model_dir, precision=self.options.precision)
+        predictor = load(self.model_dir, precision=self.options.precision, runtime=self.options.runtime)
         columns = predictor.task.input_columns
         predictor.predict_rows([Row("warm-up", 1, {column: "warm up" for column in columns})])
         self.predictor = predictor
