@@ -12,6 +12,7 @@ from pathlib import Path
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.export import add_export_parser
+from bertkit.hub import add_push_parser
 from bertkit.inference import RUNTIMES
 from bertkit.io import write_atomic
 from bertkit.serving.command import add_serve_parser
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(commands)
     add_export_parser(commands)
+    add_push_parser(commands)
 
     demo = commands.add_parser("demo", help="fine-tune MiniLM-L6 on BBC News topics; both come from pip")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")

@@ -20,6 +20,7 @@ from bertkit.data.batching import Batch, inference_batches, lengths_of
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
 from bertkit.errors import UserError
+from bertkit.hub import resolve
 from bertkit.model.hf_dir import Pretrained
 from bertkit.model.st_dir import is_sentence_dir, read_layout
 from bertkit.tasks import TASKS
@@ -129,8 +130,8 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
 
 
 def model_directory(directory: str | Path) -> Path:
-    """`directory` when it holds a model; else one clear error."""
-    directory = Path(directory)
+    """`directory` when it holds a model (a hub id: its snapshot in the hub cache); else one clear error."""
+    directory = resolve(directory)
     if not (directory / "config.json").is_file():
         what = "not found" if not directory.exists() else "not a model directory (no config.json)"
         raise UserError(f"{directory}: {what}")

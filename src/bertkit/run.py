@@ -24,6 +24,7 @@ import torch
 from bertkit.config import RunConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
+from bertkit.hub import resolve, write_model_card
 from bertkit.io import write_atomic
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
@@ -47,7 +48,7 @@ def default_model_dir() -> Path:
 
 
 def model_and_tokenizer_sources(config: RunConfig) -> tuple[Path, Path]:
-    model = Path(config.model) if config.model else default_model_dir()
+    model = resolve(config.model) if config.model else default_model_dir()
     if config.tokenizer:
         return model, Path(config.tokenizer)
     if not model.is_dir():
@@ -85,6 +86,8 @@ def run(config: RunConfig, resume: bool = False) -> dict:
                 write_confusion_matrix(metrics["confusion_matrix"], labels, run_dir / f"{split}_confusion_matrix")
             results.update({f"{split}_{k}": v for k, v in scalars(metrics).items()})
     write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    if (run_dir / "model").is_dir():
+        write_model_card(run_dir, results)
     return results
 
 
