@@ -118,6 +118,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1))
 
 
+def cmd_onnx(args: argparse.Namespace) -> None:
+    from benchmarks.onnx_runtime import runtimes_side_by_side
+
+    print(f"machine: {machine()}")
+    print(json.dumps(runtimes_side_by_side(args.model, args.data, args.work_dir, args.repeats), indent=1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bertkit bench", description=__doc__)
     benches = parser.add_subparsers(dest="bench", required=True)
@@ -222,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--limit", type=int, default=1000, help="texts taken from the file")
     load.add_argument("--max-queue", type=int, default=1024, help="the server's --max-queue")
     load.set_defaults(run=cmd_serve)
+    onnx = benches.add_parser("onnx", help="a model against its ONNX export, fp32 and int8: scores and speed")
+    onnx.add_argument("model", type=Path, help="a saved model directory")
+    onnx.add_argument("data", type=Path, help="a labelled file the model's task reads (its test set)")
+    onnx.add_argument("--work-dir", type=Path, default=Path("runs/bench_onnx"))
+    onnx.add_argument("--repeats", type=int, default=3)
+    onnx.set_defaults(run=cmd_onnx)
     return parser
 
 
