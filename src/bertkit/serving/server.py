@@ -257,7 +257,8 @@ def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
     import uvicorn
 
     # a wrong directory is a user error at once, not a server that never gets ready
-    load_task(model_directory(model_dir), Tokenizer.from_pretrained(model_dir))
+    model_dir = model_directory(model_dir)
+    load_task(model_dir, Tokenizer.from_pretrained(model_dir))
     app = create_app(model_dir, options)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=options.timeout_s)
