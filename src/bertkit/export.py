@@ -71,7 +71,7 @@ def largest_difference(model: torch.nn.Module, onnx_path: Path, lengths: list[in
 
 def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: int = 17) -> dict:
     """Write the export into `out`; returns what it checked: lengths, largest difference, files."""
-    model_directory(model_dir)
+    model_dir = model_directory(model_dir)
     if out.resolve() == model_dir.resolve():
         raise UserError(f"{out}: the export goes beside the model, not over it; name another directory")
     predictor = load(model_dir, device="cpu", precision="fp32")
