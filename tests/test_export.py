@@ -11,8 +11,8 @@ from tiny import make_setup, make_tag_setup
 
 import bertkit
 from bertkit.config import RunConfig
-from bertkit.export import TOLERANCE, check_inputs, export_onnx, session
-from bertkit.inference import RUNTIMES
+from bertkit.export import TOLERANCE, check_inputs, export_onnx
+from bertkit.inference import RUNTIMES, onnx_session
 from bertkit.run import run
 
 
@@ -41,7 +41,7 @@ def test_an_embedding_model_exports_with_its_pooling_at_real_lengths(tmp_path, m
     assert report["lengths"] == [8, 32, 128, 384] and report["largest_difference"] < TOLERANCE
     assert report["int8_largest_difference"] < 0.5
     inputs = check_inputs(20, 30522)
-    vectors = session(tmp_path / "onnx" / "model.onnx").run(["embeddings"], inputs)[0]
+    vectors = onnx_session(tmp_path / "onnx" / "model.onnx").run(["embeddings"], inputs)[0]
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # normalised inside the graph
 
 

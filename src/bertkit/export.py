@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bertkit.errors import UserError
-from bertkit.inference import load, model_directory
+from bertkit.inference import load, model_directory, onnx_session
 from bertkit.io import write_atomic
 from bertkit.model.bert import set_unpad
 
@@ -48,17 +48,9 @@ def check_inputs(length: int, vocab_size: int, seed: int = 0) -> dict[str, np.nd
     return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types * mask}
 
 
-def session(path: Path):
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def largest_difference(model: torch.nn.Module, onnx_path: Path, lengths: list[int], vocab_size: int) -> float:
     """The largest absolute difference between onnxruntime's outputs and PyTorch's over `lengths`."""
-    runtime, worst = session(onnx_path), 0.0
+    runtime, worst = onnx_session(onnx_path), 0.0
     for length in lengths:
         inputs = check_inputs(length, vocab_size)
         with torch.no_grad():

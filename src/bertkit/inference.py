@@ -138,19 +138,24 @@ def model_directory(directory: str | Path) -> Path:
     return directory
 
 
+def onnx_session(path: Path):
+    """An onnxruntime session on the CPU, with as many threads as torch uses."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxModel(nn.Module):
     """A graph written by `bertkit export`, run by onnxruntime behind the PyTorch model's call: the same
     inputs, the same outputs (for `positions`, the rows of those tokens alone), as CPU tensors."""
 
     def __init__(self, path: Path, config: ModelConfig) -> None:
         super().__init__()
-        import onnxruntime
-
         if not path.is_file():
             raise UserError(f"{path}: not found (make it with `bertkit export`)")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path)
         self.config = config
 
     def forward(
