@@ -38,8 +38,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
         return
     results = run(config, resume=args.resume)
-    print(json.dumps(results, indent=1))
-    print(f"model: {Path(config.output_dir) / 'model'}")
+    if results:  # rank 0's alone under torchrun
+        print(json.dumps(results, indent=1) + f"\nmodel: {Path(config.output_dir) / 'model'}")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:

@@ -238,6 +238,7 @@ class TrainConfig:
     log_steps: int = 10
     eval_batch_size: int = 64
     max_minutes: float | None = None  # stop (evaluate and save) once this much training time is spent
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP), not DDP
 
     def validate(self, source: str = "config") -> None:
         if self.precision not in PRECISIONS:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import statistics
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from bertkit.io import write_atomic
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
+from bertkit.train.distributed import Processes
 from bertkit.train.report import scalars, write_confusion_matrix
 from bertkit.train.trainer import Trainer
 
@@ -63,18 +65,38 @@ def build_task(config: RunConfig) -> Task:
 
 
 def run(config: RunConfig, resume: bool = False) -> dict:
-    """Train as `config` says; returns the scalar results (dev and test metrics of the best model, speed)."""
+    """Train as `config` says; returns the scalar results (dev and test metrics of the best model, speed).
+    Under torchrun every process trains its share (`train/distributed.py`); rank 0 evaluates the best model
+    and writes, and the others return nothing (an empty dict)."""
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
-    torch.manual_seed(config.train.seed)
+    processes = Processes.start(device, config.train.batch_size, config.train.fsdp)
+    try:
+        if processes.several and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not processes.main:
+            logging.getLogger("bertkit").setLevel(logging.WARNING)
+        return _run(config, resume, run_dir, device, processes)
+    finally:
+        processes.finish()
+
+
+def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, processes: Processes) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.train.seed)  # the same initial weights in every process
     task = build_task(config)
     splits = task.splits(config)
     model = task.build_model()
+    if processes.rank:
+        torch.manual_seed(config.train.seed + processes.rank)  # each process its own dropout
     log.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
-    write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
-    trainer = Trainer(task, model, task.tokenizer, config.train, run_dir, device)
+    if processes.main:
+        write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
+    trainer = Trainer(task, model, task.tokenizer, config.train, run_dir, device, processes)
     progress = trainer.fit(splits.train, splits.dev, resume=resume)
+    if not processes.main:
+        return {}
     trainer.load_best()
     results = progress.summary()
     for split, examples in (("dev", splits.dev), ("test", splits.test)):

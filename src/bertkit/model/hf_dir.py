@@ -187,11 +187,16 @@ class Pretrained(nn.Module):
             log.warning("%s: not used by %s: %s", source, type(self).__name__, ", ".join(unexpected))
 
     def save_pretrained(
-        self, directory: str | Path, tokenizer: Tokenizer | None = None, extra_files: dict[str, str] | None = None
+        self,
+        directory: str | Path,
+        tokenizer: Tokenizer | None = None,
+        extra_files: dict[str, str] | None = None,
+        state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Write config.json, model.safetensors, the tokenizer files and `extra_files` (name -> text); the
-        directory changes atomically."""
-        weights = to_hf_names({k: v.detach().float().cpu() for k, v in self.state_dict().items()}, self.backbone_prefix)
+        directory changes atomically. `state`: the weights when the model's own are sharded (FSDP)."""
+        state = self.state_dict() if state is None else state
+        weights = to_hf_names({k: v.detach().float().cpu() for k, v in state.items()}, self.backbone_prefix)
         if tokenizer is not None and tokenizer.vocab_size != self.config.vocab_size:
             raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens, the model {self.config.vocab_size} rows")
         with atomic_directory(directory) as tmp:

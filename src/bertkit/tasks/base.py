@@ -111,6 +111,11 @@ class Task(ABC):
     def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
         """The batch's mean loss, which training minimises."""
 
+    def loss_count(self, batch: Batch) -> int:
+        """How many things the batch's loss averages over (its examples here): what a process's share of a
+        batch weighs when several processes train together."""
+        return len(batch.examples)
+
     @abstractmethod
     def metrics(self) -> Accumulator:
         """A fresh accumulator of the metrics (a dict holding `main_metric` and "loss")."""

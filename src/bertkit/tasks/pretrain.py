@@ -163,6 +163,10 @@ class PretrainTask(Task):
             loss = loss + F.cross_entropy(outputs["nsp_logits"].float(), batch["nsp_labels"])
         return loss
 
+    def loss_count(self, batch: Batch) -> int:
+        # The MLM loss averages over masked tokens; NSP's (over pairs) then weighs by them too, a close match.
+        return len(batch["mlm_labels"])
+
     def metrics(self) -> PretrainMetrics:
         return PretrainMetrics(self.settings.nsp)
 

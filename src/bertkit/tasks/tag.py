@@ -238,6 +238,9 @@ class TagTask(TableTask):
             return logits.sum()
         return F.cross_entropy(logits, batch["labels"])
 
+    def loss_count(self, batch: Batch) -> int:
+        return len(batch["labels"])  # the loss averages over labelled words
+
     def metrics(self) -> TagMetrics:
         return TagMetrics(self)
 

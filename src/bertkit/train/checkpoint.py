@@ -13,6 +13,7 @@ from torch import nn
 
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
+from bertkit.train.distributed import Processes
 
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.pt"
@@ -63,15 +64,16 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer, scheduler, scaler, progress: Progress, keep: int
+    run_dir: Path, weights: dict, optimizer_state: dict, scheduler, scaler, progress: Progress, keep: int
 ) -> Path:
-    """Write the checkpoint for `progress.step`, then keep only the newest `keep`."""
+    """Write the checkpoint for `progress.step` (the model's full weights and the optimizer's full state),
+    then keep only the newest `keep`."""
     target = checkpoint_dir(run_dir, progress.step)
     with atomic_directory(target) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, tmp / WEIGHTS)
         torch.save(
             {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer_state,
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": _rng_states(),
@@ -102,12 +104,11 @@ class Checkpoint:
     def progress(self) -> Progress:
         return Progress(**self.state["progress"])
 
-    def restore(self, model: nn.Module, optimizer, scheduler, scaler) -> None:
+    def restore(self, model: nn.Module, optimizer, scheduler, scaler, processes: Processes) -> None:
         try:
-            model.load_state_dict(self.weights)
+            processes.load(model, optimizer, self.weights, self.state["optimizer"])
         except RuntimeError as err:
             raise UserError(f"{self.path}: cannot resume from this checkpoint ({err})") from None
-        optimizer.load_state_dict(self.state["optimizer"])
         scheduler.load_state_dict(self.state["scheduler"])
         if scaler is not None and self.state["scaler"] is not None:
             scaler.load_state_dict(self.state["scaler"])

@@ -21,10 +21,13 @@ def scalars(record: dict) -> dict:
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, lines past the checkpoint's step are dropped (they are redone)."""
+    """Append-only JSON lines; on resume, lines past the checkpoint's step are dropped (they are redone).
+    With `write` off (processes other than rank 0) it writes nothing."""
 
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
-        self.path = path
+    def __init__(self, path: Path, resume_step: int | None = None, write: bool = True) -> None:
+        self.path, self.writing = path, write
+        if not write:
+            return
         if resume_step is None:
             write_atomic(path, "")
         elif path.exists():
@@ -36,6 +39,8 @@ class MetricsLog:
             write_atomic(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
+        if not self.writing:
+            return
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(scalars(record)) + "\n")
 

@@ -2,8 +2,10 @@
 
 AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient accumulation (each
 micro-batch's loss divided by their number, so k micro-batches give the update of one k-times batch), the
-fp16 gradient scaler on CUDA, and the device's step techniques (`step_techniques.py`). The trainer and the
-benchmarks both drive this, so that what is timed is what trains.
+fp16 gradient scaler on CUDA, and the device's step techniques (`step_techniques.py`). Across processes
+(`distributed.py`) each process steps on its share of every micro-batch, its loss weighted by its part of the
+batch, under DDP or FSDP with the step techniques off. The trainer and the benchmarks both drive this, so
+that what is timed is what trains.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import Batch
 from bertkit.device import Precision
 from bertkit.tasks.base import Outputs, Task
+from bertkit.train.distributed import Processes
 from bertkit.train.step_techniques import StepTechniques
 
 
@@ -61,18 +64,20 @@ class TrainingStep:
         device: torch.device,
         precision: Precision,
         total_steps: int,
+        processes: Processes | None = None,
     ) -> None:
         self.task, self.model, self.config, self.device, self.precision = task, model, config, device, precision
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(model, config.weight_decay), lr=config.lr, fused=device.type in ("cpu", "cuda")
-        )
+        self.processes = processes or Processes()
+        self.forward = self.processes.wrap(task, model)  # before the optimizer: FSDP replaces the parameters
+        fused = device.type in ("cpu", "cuda") and not self.processes.fsdp
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, linear_schedule(round(config.warmup * total_steps), total_steps)
         )
         self.scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
         # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
         fused = self.optimizer if self.optimizer.defaults["fused"] and self.scaler is None else None
-        self.techniques = StepTechniques(model, device, precision.dtype, fused)
+        self.techniques = StepTechniques(model, device, precision.dtype, fused, plain=self.processes.several)
 
     def __enter__(self) -> TrainingStep:
         self.techniques.__enter__()
@@ -85,17 +90,33 @@ class TrainingStep:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
-    def __call__(self, micro_batches: Sequence[Batch]) -> StepResult:
-        """One optimizer step over `micro_batches` (already on the device)."""
+    def _weight(self, batch: Batch, counts: bool) -> float:
+        """How much this process's share of a micro-batch weighs: 1 on one process; across processes its part
+        of what the whole batch's loss averages over, times the process count (DDP and FSDP average)."""
+        if not self.processes.several:
+            return 1.0
+        mine = float(self.task.loss_count(batch)) if counts else 0.0
+        (total,) = self.processes.sum([mine], self.device)
+        return self.processes.world_size * mine / total if total else 0.0
+
+    def __call__(self, micro_batches: Sequence[Batch], counts: Sequence[bool] | None = None) -> StepResult:
+        """One optimizer step over `micro_batches` (already on the device); `counts[i]` is False for a stand-in
+        share of a process that has none of micro-batch i (`Processes.share`)."""
+        counts = counts or [True] * len(micro_batches)
         total_loss, tokens = 0.0, 0
         with self.techniques.forward_backward():
-            for batch in micro_batches:
-                with self.precision.autocast():
-                    outputs = self.task.forward(self.model, batch)
-                loss = self.task.loss(outputs, batch) / len(micro_batches)
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            for i, batch in enumerate(micro_batches):
+                weight = self._weight(batch, counts[i])
+                with self.processes.gradient_sync(self.forward, on=i == len(micro_batches) - 1):
+                    with self.precision.autocast():
+                        outputs = self.forward(batch)
+                    loss = self.task.loss(outputs, batch) * weight / len(micro_batches)
+                    (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 total_loss += loss.item()
-                tokens += batch.real_tokens
+                tokens += batch.real_tokens * counts[i]
+        if self.processes.several:
+            total_loss, tokens = self.processes.sum([total_loss, tokens], self.device)
+            total_loss, tokens = total_loss / self.processes.world_size, int(tokens)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         self.techniques.clip(self.config.max_grad_norm)

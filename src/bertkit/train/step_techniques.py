@@ -145,8 +145,9 @@ class LowPrecisionEncoder:
 
 class StepTechniques:
     """The techniques a training step uses on this device and precision: sparse embedding gradients and
-    clipping on touched rows on a CPU, the clipping factor inside a fused optimizer (unless a gradient scaler
-    steps it), bf16 encoder weights under bf16. Enter it for the length of training."""
+        clipping on touched rows on a CPU, the clipping factor inside a fused optimizer (unless a gradient scaler
+        steps it), bf16 encoder weights under bf16; `plain` (several processes, whose gradients DDP or FSDP
+    reduce): none of them. Enter it for the length of training."""
 
     def __init__(
         self,
@@ -154,10 +155,12 @@ class StepTechniques:
         device: torch.device,
         autocast_dtype: torch.dtype | None,
         fused_optimizer: torch.optim.Optimizer | None,
+        plain: bool = False,
     ) -> None:
-        self.gradients = Gradients(model, sparse_embeddings=device.type == "cpu")
-        self.low_precision = LowPrecisionEncoder(model, autocast_dtype)
-        self.fused_optimizer = fused_optimizer
+        self.model, self.plain = model, plain
+        self.gradients = Gradients(model, sparse_embeddings=device.type == "cpu" and not plain)
+        self.low_precision = LowPrecisionEncoder(model, None if plain else autocast_dtype)
+        self.fused_optimizer = None if plain else fused_optimizer
 
     def __enter__(self) -> StepTechniques:
         self.gradients.__enter__()
@@ -171,7 +174,10 @@ class StepTechniques:
         return self.low_precision.step()
 
     def clip(self, max_norm: float) -> None:
-        self.gradients.clip(max_norm, self.fused_optimizer)
+        if self.plain:  # torch's own clipping knows sharded (FSDP) gradients
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        else:
+            self.gradients.clip(max_norm, self.fused_optimizer)
 
     def zero(self) -> None:
         self.gradients.zero()

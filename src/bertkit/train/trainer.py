@@ -3,7 +3,7 @@
 Steps (`step.py`) over the epoch's batches, evaluation at each epoch end and every `save_steps`, checkpoints
 that resume exactly (the batch order of an epoch is a function of seed and epoch, so a resumed run skips
 straight to its next batch), the best model by the task's main metric, early stopping, a time budget,
-metrics.jsonl and curves.
+metrics.jsonl and curves. Under torchrun the processes share each batch (`distributed.py`); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
 from bertkit.train.checkpoint import Progress, latest_checkpoint, read_checkpoint, save_checkpoint
+from bertkit.train.distributed import Processes
 from bertkit.train.report import MetricsLog, plot_curves, scalars
 from bertkit.train.step import StepResult, TrainingStep
 
@@ -42,9 +43,11 @@ class Trainer:
         config: TrainConfig,
         run_dir: Path,
         device: torch.device,
+        processes: Processes | None = None,
     ) -> None:
         self.task, self.tokenizer, self.config = task, tokenizer, config
         self.run_dir, self.device = run_dir, device
+        self.processes = processes or Processes()
         self.precision = Precision.resolve(config.precision, device)
         self.best_dir = run_dir / "model"
         self.use(model)
@@ -70,7 +73,7 @@ class Trainer:
     ) -> Progress:
         """Train on `train`, or on `train(epoch)` when the examples change every epoch (pretraining); the
         step count follows the first epoch's size."""
-        config, model = self.config, self.model
+        config, model, processes = self.config, self.model, self.processes
         examples_of = train if callable(train) else lambda epoch: train
         batches_per_epoch = math.ceil(len(examples_of(0)) / config.batch_size)
         total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
@@ -91,10 +94,12 @@ class Trainer:
                 # the precision it was started in.
                 self.precision = Precision.resolve(progress.precision, self.device)
         progress.precision = self.precision.name
-        step = TrainingStep(self.task, model, config, self.device, self.precision, total_steps)
+        step = TrainingStep(self.task, model, config, self.device, self.precision, total_steps, processes)
         if checkpoint is not None:
-            checkpoint.restore(model, step.optimizer, step.scheduler, step.scaler)
-        metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", progress.step if checkpoint else None)
+            checkpoint.restore(model, step.optimizer, step.scheduler, step.scaler, processes)
+        metrics_log = MetricsLog(
+            self.run_dir / "metrics.jsonl", progress.step if checkpoint else None, write=processes.main
+        )
 
         model.train()
         # Redraw rarely when stderr is a log file rather than a terminal.
@@ -104,6 +109,7 @@ class Trainer:
             desc="train",
             dynamic_ncols=True,
             mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            disable=not processes.main,
         )
         stop = progress.step >= total_steps
         with step:
@@ -115,10 +121,13 @@ class Trainer:
                 )
                 while progress.batch < len(batches) and not stop:
                     started = time.perf_counter()
-                    group = batches[progress.batch : progress.batch + config.grad_accum]
-                    result = step([self.task.collate([examples[i] for i in b]).to(self.device) for b in group])
+                    shares = [processes.share(b) for b in batches[progress.batch : progress.batch + config.grad_accum]]
+                    result = step(
+                        [self.task.collate([examples[i] for i in share]).to(self.device) for share, _ in shares],
+                        [counts for _, counts in shares],
+                    )
                     elapsed = time.perf_counter() - started
-                    progress.batch += len(group)
+                    progress.batch += len(shares)
                     progress.step += 1
                     progress.tokens += result.tokens
                     progress.train_seconds += elapsed
@@ -156,7 +165,8 @@ class Trainer:
         bar.close()
         if progress.last_eval_step != progress.step:
             self._evaluate_and_save(dev, progress, metrics_log, step)
-        plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
+        if processes.main:
+            plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
         return progress
 
     def _batch_metrics(self, result: StepResult) -> dict:
@@ -169,7 +179,8 @@ class Trainer:
 
     def _out_of_time(self, progress: Progress) -> bool:
         limit = self.config.max_minutes
-        if limit is None or progress.train_seconds < 60 * limit:
+        # each process measures its own time: all stop when one is out of it
+        if limit is None or not self.processes.any(progress.train_seconds >= 60 * limit, self.device):
             return False
         log.info("stopping at step %d: the %g-minute training budget is spent", progress.step, limit)
         return True
@@ -179,6 +190,13 @@ class Trainer:
         progress.last_eval_step = progress.step
         stop = False
         extra_files = self.task.saved()
+        processes = self.processes
+        weights = processes.model_state(self.model)  # under FSDP every process takes part in gathering them
+
+        def save_model() -> None:
+            if processes.main:
+                self.model.save_pretrained(self.best_dir, self.tokenizer, extra_files, weights)
+
         if dev:
             metrics = self.evaluate(dev)
             score = metrics[self.task.main_metric]
@@ -188,21 +206,24 @@ class Trainer:
             log.info("step %d: dev %s %.4f, loss %.4f", progress.step, self.task.main_metric, score, metrics["loss"])
             if progress.best is None or score > progress.best:
                 progress.best, progress.best_step, progress.evals_since_best = score, progress.step, 0
-                self.model.save_pretrained(self.best_dir, self.tokenizer, extra_files)
+                save_model()
             else:
                 progress.evals_since_best += 1
                 stop = bool(self.config.patience) and progress.evals_since_best >= self.config.patience
                 if stop:
                     log.info("early stopping: no dev improvement in %d evaluations", progress.evals_since_best)
         else:
-            self.model.save_pretrained(self.best_dir, self.tokenizer, extra_files)
-        save_checkpoint(
-            self.run_dir,
-            self.model,
-            step.optimizer,
-            step.scheduler,
-            step.scaler,
-            progress,
-            self.config.keep_checkpoints,
-        )
+            save_model()
+        optimizer_state = processes.optimizer_state(self.model, step.optimizer)
+        if processes.main:
+            save_checkpoint(
+                self.run_dir,
+                weights,
+                optimizer_state,
+                step.scheduler,
+                step.scaler,
+                progress,
+                self.config.keep_checkpoints,
+            )
+        processes.barrier()  # no process goes on (or ends) before rank 0 has written
         return stop
