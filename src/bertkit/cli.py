@@ -14,7 +14,7 @@ from bertkit.errors import UserError
 from bertkit.export import add_export_parser
 from bertkit.hub import add_push_parser
 from bertkit.inference import RUNTIMES
-from bertkit.io import write_atomic
+from bertkit.io import to_json, write_atomic
 from bertkit.serving.command import add_serve_parser
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     results = run(config, resume=args.resume)
     if results:  # rank 0's alone under torchrun
-        print(json.dumps(results, indent=1) + f"\nmodel: {Path(config.output_dir) / 'model'}")
+        print(to_json(results, indent=1) + f"\nmodel: {Path(config.output_dir) / 'model'}")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
@@ -86,8 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     predictor = load(args.model, args.device, args.precision, args.runtime)
     metrics = predictor.evaluate_rows(predictor.read(args.data, with_targets=True))
     if args.output:
-        write_atomic(args.output, json.dumps(metrics, indent=1, ensure_ascii=False))
-    print(json.dumps(scalars(metrics), indent=1))
+        write_atomic(args.output, to_json(metrics, indent=1, ensure_ascii=False))
+    print(to_json(scalars(metrics), indent=1))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 import types
 import typing
 from pathlib import Path
@@ -80,6 +81,8 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
     expected = origin or annotation
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: key '{key}' must be a finite number, got {value}")
     if expected is int and isinstance(value, float) and value.is_integer():
         return int(value)
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
@@ -335,7 +338,7 @@ class RunConfig:
             if isinstance(holder, dict) and key in holder:
                 raise UserError(f"{source}: key '{old}' is now '{new}' (the task's own section); move it there")
         name = data.get("task", cls.task)
-        if name not in TASKS:
+        if not isinstance(name, str) or name not in TASKS:
             raise UserError(f"{source}: unknown task {name!r} (known: {', '.join(TASKS)})")
         task_section = data.pop(name, {})
         settings = build_section(

@@ -121,11 +121,16 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
         name, settings, state, max_len = saved["task"], saved["settings"], saved["state"], saved["max_len"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise UserError(f"{path}: not a bertkit task file ({err})") from None
-    if name not in TASKS:
+    if not isinstance(name, str) or name not in TASKS:
         raise UserError(f"{path}: unknown task {name!r}")
+    if not isinstance(settings, dict) or not isinstance(max_len, int):
+        raise UserError(f"{path}: not a bertkit task file (settings must be an object, max_len a number)")
     cls = TASKS[name]
     task = cls(build_section(cls.settings_type, settings, str(path), prefix=f"{name}."), tokenizer, directory, max_len)
-    task.load_state(state)
+    try:
+        task.load_state(state)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{path}: the task's saved state is damaged ({err!r})") from None
     return task
 
 

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from bertkit.errors import UserError
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path` (its
+    parent directories created as needed)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise UserError(f"{path}: cannot write here ({err.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -25,16 +38,37 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where that is not possible."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd, exchange = -100, 2
+    return renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def recover(path: Path) -> None:
+    """Put back a directory that a process died while replacing (only where the swap is two renames)."""
+    if not path.exists() and _aside(path).is_dir():
+        os.replace(_aside(path), path)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory to fill; on success it replaces `path` in one rename.
+    """Yield a temporary sibling directory to fill; on success it replaces `path` in one step.
 
     The temporary directory starts as a copy of an existing `path`, so files written there by other tools
-    (a sentence-transformers pooling folder, say) survive. The old `path` is moved aside first and removed
-    only after the new one is in place.
+    (a sentence-transformers pooling folder, say) survive. An existing `path` is swapped with the new one in
+    one system call, so that it is never absent; where the system cannot swap, it is moved aside first and
+    `recover` puts it back should the process die between the two renames.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         if path.is_dir():
@@ -43,11 +77,43 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if path.exists() and _exchange(tmp, path):
+        shutil.rmtree(tmp, ignore_errors=True)  # it holds the old contents now
+        return
     old = None
     if path.exists():
-        old = path.with_name(f".{path.name}.old")
+        old = _aside(path)
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Remove the temporary files and directories of writes a killed process left in `directory`; returns
+    what was removed."""
+    removed = []
+    for leftover in directory.glob(".*.tmp") if directory.is_dir() else []:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """Strict JSON: a value that is not a finite number (an undefined MCC, a diverged loss) becomes null,
+    where `json.dumps` would write NaN, which JSON parsers refuse."""
+    return json.dumps(_finite(value), allow_nan=False, **options)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from bertkit.config import RunConfig
+from bertkit.config import ModelConfig, RunConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
-from bertkit.io import write_atomic
+from bertkit.io import to_json, write_atomic
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
@@ -64,10 +64,26 @@ def build_task(config: RunConfig) -> Task:
     return TASKS[config.task](config.settings, Tokenizer.from_pretrained(tokenizer_dir), model_source, config.max_len)
 
 
+def check_before_work(config: RunConfig) -> None:
+    """What would fail later, refused before anything starts: a data file that is not there, a `max_len`
+    beyond the model's position embeddings."""
+    for split in ("train", "dev", "test"):
+        path = getattr(config.data, split)
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"key 'data.{split}': {path}: file not found")
+    if config.task != "pretrain" and config.data.train is None:
+        raise UserError("key 'data.train': no training file given")
+    model, _ = model_and_tokenizer_sources(config)
+    positions = ModelConfig.from_json(model / "config.json" if model.is_dir() else model).max_len
+    if config.max_len > positions:
+        raise UserError(f"key 'max_len' ({config.max_len}) is above the {positions} positions of the model {model}")
+
+
 def run(config: RunConfig, resume: bool = False) -> dict:
     """Train as `config` says; returns the scalar results (dev and test metrics of the best model, speed).
     Under torchrun every process trains its share (`train/distributed.py`); rank 0 evaluates the best model
     and writes, and the others return nothing (an empty dict)."""
+    check_before_work(config)
     run_dir = Path(config.output_dir)
     device = pick_device(config.device)
     processes = Processes.start(device, config.train.batch_size, config.train.fsdp)
@@ -102,12 +118,12 @@ def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, p
     for split, examples in (("dev", splits.dev), ("test", splits.test)):
         if examples:
             metrics = trainer.evaluate(examples)
-            write_atomic(run_dir / f"{split}_metrics.json", json.dumps(metrics, indent=1, ensure_ascii=False))
+            write_atomic(run_dir / f"{split}_metrics.json", to_json(metrics, indent=1, ensure_ascii=False))
             if "confusion_matrix" in metrics:  # its rows and columns follow the per-class table's labels
                 labels = list(metrics["per_class"])
                 write_confusion_matrix(metrics["confusion_matrix"], labels, run_dir / f"{split}_confusion_matrix")
             results.update({f"{split}_{k}": v for k, v in scalars(metrics).items()})
-    write_atomic(run_dir / "results.json", json.dumps(results, indent=1))
+    write_atomic(run_dir / "results.json", to_json(results, indent=1))
     if (run_dir / "model").is_dir():
         write_model_card(run_dir, results)
     return results
@@ -131,5 +147,5 @@ def run_seeds(config: RunConfig, n_seeds: int) -> dict:
                 "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
                 "values": values,
             }
-    write_atomic(Path(config.output_dir) / "seeds_summary.json", json.dumps(summary, indent=1))
+    write_atomic(Path(config.output_dir) / "seeds_summary.json", to_json(summary, indent=1))
     return summary

@@ -132,6 +132,20 @@ def build_pre_tokenizer():
     )
 
 
+def as_text(text: str) -> str:
+    """`text` as the tokenizer can take it: a lone surrogate (from a JSON escape such as \\ud800, which is
+    not a character) becomes U+FFFD; anything but a string is a user error."""
+    if not isinstance(text, str):
+        raise UserError(f"expected a text (a string), got {type(text).__name__}: {text!r:.60}")
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 class Tokenizer:
     """WordPiece tokenizer for BERT; `encode` and `encode_batch` return ids, segment ids, mask and offsets."""
 
@@ -245,7 +259,7 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of `text`, without [CLS]/[SEP]."""
-        return self._fast.encode(text, add_special_tokens=False).tokens
+        return self._fast.encode(as_text(text), add_special_tokens=False).tokens
 
     def encode(
         self, text: str, text_pair: str | None = None, max_length: int | None = None, truncation: str = "longest_first"
@@ -265,7 +279,8 @@ class Tokenizer:
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise UserError(f"{len(texts)} texts but {len(text_pairs)} paired texts")
         pipeline = self._truncating_pipeline(max_length or self.model_max_length, truncation)
-        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+        texts = [as_text(text) for text in texts]
+        inputs = texts if text_pairs is None else list(zip(texts, map(as_text, text_pairs), strict=True))
         try:
             encoded = pipeline.encode_batch(inputs)
         except Exception as err:  # tokenizers raises a bare Exception when a pair cannot be cut as asked
@@ -276,7 +291,8 @@ class Tokenizer:
 
     def lengths(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None) -> list[int]:
         """Tokens of each text (or pair) with [CLS] and [SEP], uncut: what a `max_length` would cut is the rest."""
-        inputs = list(texts) if text_pairs is None else list(zip(texts, text_pairs, strict=True))
+        texts = [as_text(text) for text in texts]
+        inputs = texts if text_pairs is None else list(zip(texts, map(as_text, text_pairs), strict=True))
         return [len(e.ids) for e in self._fast.encode_batch(inputs)]
 
     def encode_words(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> list[Encoding]:
@@ -284,7 +300,7 @@ class Tokenizer:
         without truncation (for a task that labels words). A word may give no token at all (one made only of
         characters the cleaning drops)."""
         pretokenized = bool(inputs) and not isinstance(inputs[0], str)
-        batch = [list(words) for words in inputs] if pretokenized else list(inputs)
+        batch = [[as_text(w) for w in words] for words in inputs] if pretokenized else [as_text(t) for t in inputs]
         encoded = self._fast.encode_batch(batch, is_pretokenized=pretokenized, add_special_tokens=False)
         return [Encoding(e.ids, e.type_ids, e.attention_mask, e.offsets, e.tokens, False, e.word_ids) for e in encoded]
 

@@ -2,14 +2,20 @@
 
 TSV is read without quoting (a quote is an ordinary character, as in most NLP corpora); CSV follows the usual
 quoting rules; JSONL holds one object per line; CoNLL holds one word per line (its columns split by tabs, or
-by spaces where a file has no tab) and a blank line between sentences.
+by spaces where a file has no tab) and a blank line between sentences. Files are UTF-8 (a leading BOM is
+dropped); bytes that are not are an error naming their line. A header may not name a column twice, nor a JSON
+object a key; JSON values must be what their column holds (a text column: a string; a label: one JSON type
+throughout the file, a scalar or a list of scalars; never null, never an object).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +27,35 @@ FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".jso
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob")
 DOCSTART = "-DOCSTART-"
 log = logging.getLogger("bertkit")
+csv.field_size_limit(sys.maxsize)  # a huge field is data, not a malformed file
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text; bytes that are not UTF-8 are an error naming the line and byte in that line."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise UserError(f"{path}: line {line}: not UTF-8 text (byte {column} of the line: {err.reason})") from None
+
+
+def text_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines, split at line feeds only (as a file's lines are counted), without their line ends."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line.removesuffix("\r")
+
+
+def _duplicate_keys_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = {}
+    for key, value in pairs:
+        if key in record:
+            raise ValueError(f"key {key!r} twice")
+        record[key] = value
+    return record
 
 
 @dataclass
@@ -47,35 +82,93 @@ def _format_of(path: Path) -> str:
 
 
 def _delimited(path: Path, delimiter: str, quoting: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, quoting=quoting)
+    try:
         header = next(reader, None)
         if header is None:
             raise UserError(f"{path}: the file is empty (a header line is expected)")
+        if len(set(header)) < len(header):
+            twice = sorted({name for name in header if header.count(name) > 1})
+            raise UserError(f"{path}: line 1: the header names column {twice[0]!r} twice")
         for fields in reader:
             if not fields:
                 continue
             if len(fields) != len(header):
                 raise UserError(f"{path}: line {reader.line_num}: {len(fields)} fields, the header has {len(header)}")
             yield reader.line_num, dict(zip(header, fields, strict=True))
+    except csv.Error as err:
+        name = "TSV" if delimiter == "\t" else "CSV"
+        raise UserError(f"{path}: line {reader.line_num + 1}: malformed {name} ({err})") from None
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}: line {number}: invalid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}: line {number}: expected a JSON object")
-            yield number, record
+    for number, line in text_lines(read_text(path)):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, object_pairs_hook=_duplicate_keys_refused)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: line {number}: invalid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:
+            raise UserError(f"{path}: line {number}: invalid JSON ({err})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: line {number}: expected a JSON object")
+        yield number, record
 
 
-def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[str] = ()) -> list[Row]:
-    """Rows of `path` holding at least `columns`; the `text_columns` among them must not be empty."""
+def _json_kind(value: Any) -> str:
+    """The JSON type of a value as a column may hold it; an error message's words for the others."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list) and all(_json_kind(v) in ("string", "number", "boolean") for v in value):
+        return "list"
+    return "null" if value is None else "a JSON object" if isinstance(value, dict) else "a nested list"
+
+
+def _encodable(text: str) -> bool:
+    """False for a string holding a lone surrogate (a JSON escape such as \\ud800), which is not text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class _ValueCheck:
+    """JSON values against their columns: texts are strings, lists only where a column may hold one (tokens,
+    tags, multi-label labels), and every column keeps the JSON type of its first row (labels 1, "1" and true
+    would otherwise become three classes)."""
+
+    def __init__(self, path: Path, text_columns: Sequence[str], list_columns: Sequence[str]) -> None:
+        self.path, self.text_columns, self.list_columns = path, set(text_columns), set(list_columns)
+        self.kinds: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, line: int, column: str, value: Any) -> None:
+        where = f"{self.path}: line {line}: column {column!r}"
+        kind = _json_kind(value)
+        if column in self.text_columns and kind != "string":
+            raise UserError(f"{where} must hold a string, not {kind}")
+        if kind == "list" and column not in self.list_columns:
+            raise UserError(f"{where} holds a list; one string, number or boolean is expected")
+        if kind not in ("string", "number", "boolean", "list"):
+            raise UserError(f"{where} holds {kind}; a string, number, boolean or list of them is expected")
+        strings = [value] if kind == "string" else [v for v in value if isinstance(v, str)] if kind == "list" else []
+        if not all(map(_encodable, strings)):
+            raise UserError(f"{where} holds a lone surrogate escape, which is not text")
+        first_kind, first_line = self.kinds.setdefault(column, (kind, line))
+        if kind != first_kind:
+            raise UserError(f"{where} holds a {kind}, but line {first_line} a {first_kind}: mixed JSON types")
+
+
+def read_table(
+    path: str | Path, columns: Sequence[str], text_columns: Sequence[str] = (), list_columns: Sequence[str] = ()
+) -> list[Row]:
+    """Rows of `path` holding at least `columns`; the `text_columns` among them must not be empty; in JSON,
+    only the `list_columns` may hold lists."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
@@ -85,21 +178,19 @@ def read_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[
     else:
         delimiter, quoting = ("\t", csv.QUOTE_NONE) if kind == "tsv" else (",", csv.QUOTE_MINIMAL)
         records = _delimited(path, delimiter, quoting)
+    check = _ValueCheck(path, text_columns, list_columns) if kind == "jsonl" else None
     rows = []
-    try:
-        for line, fields in records:
-            for column in columns:
-                if column not in fields:
-                    known = ", ".join(fields)
-                    raise UserError(f"{path}: line {line}: no column {column!r} (columns: {known})")
-            for column in text_columns:
-                if not str(fields[column]).strip():
-                    raise UserError(f"{path}: line {line}: column {column!r} is empty")
-            rows.append(Row(str(path), line, fields))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except csv.Error as err:
-        raise UserError(f"{path}: malformed {kind.upper()} ({err})") from None
+    for line, fields in records:
+        for column in columns:
+            if column not in fields:
+                known = ", ".join(fields)
+                raise UserError(f"{path}: line {line}: no column {column!r} (columns: {known})")
+            if check is not None:
+                check(line, column, fields[column])
+        for column in text_columns:
+            if not fields[column].strip():
+                raise UserError(f"{path}: line {line}: column {column!r} is empty")
+        rows.append(Row(str(path), line, fields))
     if not rows:
         raise UserError(f"{path}: no data rows")
     return rows
@@ -110,11 +201,7 @@ def read_lines(path: str | Path) -> list[Row]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file not found")
-    try:
-        with path.open(encoding="utf-8") as lines:
-            rows = [Row(str(path), n, {"text": t.rstrip("\r\n")}) for n, t in enumerate(lines, start=1) if t.strip()]
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    rows = [Row(str(path), n, {"text": t}) for n, t in text_lines(read_text(path)) if t.strip()]
     if not rows:
         raise UserError(f"{path}: no texts (the file is empty)")
     return rows
@@ -139,33 +226,30 @@ def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
             words.clear()
             tags.clear()
 
-    try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    close()
-                    continue
-                if separator is None:
-                    separator = "\t" if "\t" in line else None
-                fields = line.split(separator)
-                if fields[0] == DOCSTART:
-                    close()
-                    docstarts += 1
-                    continue
-                if width is None:
-                    width = len(fields)
-                    if tag_column is not None and (width < 2 or not -width <= tag_column < width):
-                        raise UserError(f"{path}: line {number}: {width} columns, no tag column {tag_column}")
-                if len(fields) != width:
-                    raise UserError(f"{path}: line {number}: {len(fields)} columns, the file's first line has {width}")
-                if not words:
-                    start = number
-                words.append(fields[0])
-                if tag_column is not None:
-                    tags.append(fields[tag_column])
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    for number, line in text_lines(read_text(path)):
+        if not line.strip():
+            close()
+            continue
+        if separator is None:
+            separator = "\t" if "\t" in line else None
+        fields = line.split(separator)
+        if fields[0] == DOCSTART:
+            close()
+            docstarts += 1
+            continue
+        if width is None:
+            width = len(fields)
+            if tag_column is not None and (width < 2 or not -width <= tag_column < width):
+                raise UserError(f"{path}: line {number}: {width} columns, no tag column {tag_column}")
+        if len(fields) != width:
+            raise UserError(f"{path}: line {number}: {len(fields)} columns, the file's first line has {width}")
+        if not fields[0]:
+            raise UserError(f"{path}: line {number}: the word (first column) is empty")
+        if not words:
+            start = number
+        words.append(fields[0])
+        if tag_column is not None:
+            tags.append(fields[tag_column])
     close()
     if not rows:
         raise UserError(f"{path}: no sentences")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -111,7 +112,10 @@ def to_hf_names(state: dict[str, Tensor], backbone_prefix: str) -> dict[str, Ten
 def read_weights(directory: Path) -> dict[str, Tensor]:
     """Weights of a directory: safetensors first; a pickle only through the weights-only loader."""
     if (directory / SAFETENSORS).is_file():
-        return load_file(directory / SAFETENSORS)
+        try:
+            return load_file(directory / SAFETENSORS)
+        except SafetensorError as err:  # truncated, empty or not safetensors at all
+            raise UserError(f"{directory / SAFETENSORS}: damaged weights file ({err})") from None
     if (directory / PICKLE).is_file():
         try:
             return torch.load(directory / PICKLE, map_location="cpu", weights_only=True)

@@ -83,10 +83,15 @@ class Task(ABC):
         """Columns of the targets, needed to train and to score."""
         return []
 
+    @property
+    def list_columns(self) -> list[str]:
+        """Columns whose JSON values may be lists."""
+        return []
+
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Rows of a file to score (`with_targets`) or to label."""
         columns = self.input_columns + (self.target_columns if with_targets else [])
-        return read_table(path, columns, self.input_columns)
+        return read_table(path, columns, self.input_columns, self.list_columns)
 
     @abstractmethod
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[Any]:

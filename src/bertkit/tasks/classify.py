@@ -84,6 +84,10 @@ class ClassificationTask(TableTask):
     def target_columns(self) -> list[str]:
         return [self.settings.label]
 
+    @property
+    def list_columns(self) -> list[str]:
+        return [self.settings.label] if self.settings.problem_type == MULTI else []
+
     def _names(self, row: Row) -> list[str]:
         value = row[self.settings.label]
         if self.settings.problem_type == MULTI:

@@ -95,7 +95,8 @@ class TagTask(TableTask):
         if Path(path).suffix.lower() in CONLL_SUFFIXES:
             rows = read_conll(path, self.settings.tag_column if with_targets else None)
             return [Row(r.source, r.line, self._renamed(r.fields)) for r in rows]
-        rows = read_table(path, [self.settings.tokens, self.settings.tags] if with_targets else [])
+        lists = [self.settings.tokens, self.settings.tags]
+        rows = read_table(path, lists if with_targets else [], list_columns=lists)
         for row in rows:
             if self.settings.tokens not in row.fields and self.settings.text not in row.fields:
                 raise UserError(f"{row.where}: no column {self.settings.tokens!r} or {self.settings.text!r}")

@@ -1,13 +1,19 @@
 """Training checkpoints. What one holds, written atomically: model weights, optimizer, scheduler, grad scaler, RNG
-states and the training position (epoch, next batch, step), so a resumed run continues exactly."""
+states and the training position (epoch, next batch, step), so a resumed run continues exactly; and the
+SHA-256 of each of its files, checked before it is used, so a damaged checkpoint is passed over for the newest
+one that is whole."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -17,6 +23,8 @@ from bertkit.train.distributed import Processes
 
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.pt"
+CHECKSUMS = "checksums.json"
+log = logging.getLogger("bertkit")
 
 
 @dataclasses.dataclass
@@ -81,14 +89,42 @@ def save_checkpoint(
             },
             tmp / STATE,
         )
+        checksums = {name: _sha256(tmp / name) for name in (WEIGHTS, STATE)}
+        (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1), encoding="utf-8")
     for old in sorted((run_dir / "checkpoints").glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint directory, or None when every file matches its recorded checksum."""
+    try:
+        checksums = json.loads((path / CHECKSUMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no readable {CHECKSUMS}"
+    for name in (WEIGHTS, STATE):
+        if not (path / name).is_file():
+            return f"{name} is missing"
+        if _sha256(path / name) != checksums.get(name):
+            return f"{name} does not match its checksum"
+    return None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted(p for p in (run_dir / "checkpoints").glob("step-*") if (p / STATE).is_file())
-    return found[-1] if found else None
+    """The newest checkpoint whose files verify; each newer one passed over is named with what is wrong."""
+    for path in sorted((run_dir / "checkpoints").glob("step-*"), reverse=True):
+        if (problem := damage(path)) is None:
+            return path
+        log.warning("%s: passed over, %s", path, problem)
+    return None
 
 
 @dataclasses.dataclass
@@ -119,6 +155,6 @@ def read_checkpoint(path: Path) -> Checkpoint:
     try:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
         weights = load_file(path / WEIGHTS)
-    except (OSError, RuntimeError) as err:
+    except (OSError, RuntimeError, SafetensorError) as err:
         raise UserError(f"{path}: cannot resume from this checkpoint ({err})") from None
     return Checkpoint(path, weights, state)

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only; no display is needed or wanted
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bertkit.io import write_atomic  # noqa: E402
+from bertkit.io import to_json, write_atomic  # noqa: E402
 
 
 def scalars(record: dict) -> dict:
@@ -42,7 +42,7 @@ class MetricsLog:
         if not self.writing:
             return
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(scalars(record)) + "\n")
+            out.write(to_json(scalars(record)) + "\n")
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]

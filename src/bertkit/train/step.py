@@ -10,6 +10,7 @@ that what is timed is what trains.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ def linear_schedule(warmup_steps: int, total_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return factor
+
+
+class NonFiniteStep(Exception):
+    """A step whose loss or gradients are not finite: it is not taken, and training cannot go on."""
 
 
 @dataclass
@@ -119,11 +124,14 @@ class TrainingStep:
             total_loss, tokens = total_loss / self.processes.world_size, int(tokens)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        self.techniques.clip(self.config.max_grad_norm)
-        if self.scaler is not None:
+        norm = self.techniques.clip(self.config.max_grad_norm)
+        if self.scaler is not None:  # it skips a step with non-finite gradients itself, and lowers its scale
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
+            if not (math.isfinite(total_loss) and torch.isfinite(norm)):
+                self.techniques.zero()
+                raise NonFiniteStep(f"the loss is {total_loss:g}, the gradient norm {float(norm):g}")
             self.optimizer.step()
         self.scheduler.step()
         self.techniques.zero()

@@ -71,7 +71,7 @@ class Gradients:
                 buffer.index_fill_(0, torch.cat(rows), 0.0)
             weight.grad, self.touched[weight] = buffer, []
 
-    def clip(self, max_norm: float, fused_optimizer: torch.optim.Optimizer | None) -> None:
+    def clip(self, max_norm: float, fused_optimizer: torch.optim.Optimizer | None) -> Tensor:
         """Scale the gradients down to a total norm of at most `max_norm`, as `clip_grad_norm_` does. A fused
         optimizer is handed the factor instead (its `grad_scale`, which its next step divides by on the fly),
         which saves a pass over every gradient."""
@@ -90,6 +90,7 @@ class Gradients:
         else:
             for grad in dense + list(self.buffers.values()):
                 grad.div_(divisor)
+        return total
 
 
 class LowPrecisionEncoder:
@@ -173,11 +174,11 @@ class StepTechniques:
         """Around the forward and backward passes of one optimizer step."""
         return self.low_precision.step()
 
-    def clip(self, max_norm: float) -> None:
+    def clip(self, max_norm: float) -> Tensor:
+        """Clip the gradients to `max_norm`; returns their norm before clipping."""
         if self.plain:  # torch's own clipping knows sharded (FSDP) gradients
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        else:
-            self.gradients.clip(max_norm, self.fused_optimizer)
+            return torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        return self.gradients.clip(max_norm, self.fused_optimizer)
 
     def zero(self) -> None:
         self.gradients.zero()

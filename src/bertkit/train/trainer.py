@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from bertkit.config import TrainConfig
 from bertkit.device import Precision
+from bertkit.errors import UserError
 from bertkit.inference import accumulate, run_batches
+from bertkit.io import recover, remove_leftovers
 from bertkit.model.bert import set_unpad
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
@@ -29,7 +31,7 @@ from bertkit.tokenizer import Tokenizer
 from bertkit.train.checkpoint import Progress, latest_checkpoint, read_checkpoint, save_checkpoint
 from bertkit.train.distributed import Processes
 from bertkit.train.report import MetricsLog, plot_curves, scalars
-from bertkit.train.step import StepResult, TrainingStep
+from bertkit.train.step import NonFiniteStep, StepResult, TrainingStep
 
 log = logging.getLogger("bertkit")
 
@@ -80,6 +82,8 @@ class Trainer:
         if config.total_steps:
             total_steps = min(total_steps, config.total_steps)
 
+        if processes.main:
+            self._clean_up_after_a_crash()
         progress = Progress(precision=self.precision.name)
         checkpoint = read_checkpoint(path) if resume and (path := latest_checkpoint(self.run_dir)) else None
         if resume and checkpoint is None:
@@ -112,7 +116,7 @@ class Trainer:
             disable=not processes.main,
         )
         stop = progress.step >= total_steps
-        with step:
+        with step, bar:  # the bar is closed (drawn for the last time) however training ends
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
             while not stop and progress.epoch < config.n_epochs:
                 examples = examples_of(progress.epoch)
@@ -122,10 +126,13 @@ class Trainer:
                 while progress.batch < len(batches) and not stop:
                     started = time.perf_counter()
                     shares = [processes.share(b) for b in batches[progress.batch : progress.batch + config.grad_accum]]
-                    result = step(
-                        [self.task.collate([examples[i] for i in share]).to(self.device) for share, _ in shares],
-                        [counts for _, counts in shares],
-                    )
+                    try:
+                        result = step(
+                            [self.task.collate([examples[i] for i in share]).to(self.device) for share, _ in shares],
+                            [counts for _, counts in shares],
+                        )
+                    except NonFiniteStep as fault:
+                        raise self._diverged(progress.step + 1, str(fault)) from None
                     elapsed = time.perf_counter() - started
                     progress.batch += len(shares)
                     progress.step += 1
@@ -162,7 +169,6 @@ class Trainer:
                     progress.batch = 0
                     if progress.last_eval_step != progress.step:
                         stop = self._evaluate_and_save(dev, progress, metrics_log, step) or stop
-        bar.close()
         if progress.last_eval_step != progress.step:
             self._evaluate_and_save(dev, progress, metrics_log, step)
         if processes.main:
@@ -176,6 +182,18 @@ class Trainer:
         values = scalars(metrics.result())
         values.pop("loss")  # logged as the step's loss
         return {f"batch_{name}": value for name, value in values.items()}
+
+    def _clean_up_after_a_crash(self) -> None:
+        """Remove what writes a killed run left half done, and put back a best model it was replacing."""
+        recover(self.best_dir)
+        for leftover in remove_leftovers(self.run_dir) + remove_leftovers(self.run_dir / "checkpoints"):
+            log.info("removed %s, left by an interrupted write", leftover)
+
+    def _diverged(self, step: int, what: str) -> UserError:
+        """Training stops at a non-finite step: nothing from it is saved, and the last checkpoint stays good."""
+        last = latest_checkpoint(self.run_dir)
+        resume = f"--resume continues from {last.name}" if last else "no checkpoint was written before it"
+        return UserError(f"{self.run_dir}: step {step}: {what}; training stopped (try a lower train.lr); {resume}")
 
     def _out_of_time(self, progress: Progress) -> bool:
         limit = self.config.max_minutes
@@ -192,6 +210,8 @@ class Trainer:
         extra_files = self.task.saved()
         processes = self.processes
         weights = processes.model_state(self.model)  # under FSDP every process takes part in gathering them
+        if not all(bool(torch.isfinite(w).all()) for w in weights.values() if w.is_floating_point()):
+            raise self._diverged(progress.step, "the weights are no longer finite")
 
         def save_model() -> None:
             if processes.main:
