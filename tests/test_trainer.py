@@ -54,6 +54,28 @@ def test_a_spent_time_budget_stops_evaluates_and_saves(tmp_path):
     assert (run_dir / "model" / "model.safetensors").is_file()
 
 
+def test_a_time_budget_fits_the_schedule_so_the_learning_rate_ends_decayed(tmp_path, monkeypatch):
+    """800 steps would take far longer than the budget: the first steps are timed, the schedule is fitted to
+    the steps the budget allows, and the run ends there with its learning rate decayed, not cut at its peak.
+    The trainer's clock is one where every step takes 25 ms: a 3-second budget holds 120 steps."""
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 0.025  # a step is timed between two readings
+            return self.now
+
+    monkeypatch.setattr("bertkit.train.trainer.time", Clock())
+    setup = make_setup(tmp_path)
+    setup["train"].update(n_epochs=50, max_minutes=0.05, save_steps=100_000, precision="fp32")
+    results = train(RunConfig.from_dict(setup))
+    lrs = [r["lr"] for r in records(Path(setup["output_dir"]), "train")]
+    assert 115 <= results["steps"] <= 120
+    assert max(lrs) == pytest.approx(setup["train"]["lr"], rel=0.05)  # warmed up to its peak
+    assert lrs[-1] < 0.01 * max(lrs)
+
+
 def test_early_stopping_stops_after_exactly_patience_evaluations_without_gain(tmp_path):
     setup = make_setup(tmp_path)
     # A learning rate this small leaves the dev accuracy where it starts: no evaluation after the first gains.

@@ -42,6 +42,7 @@ class Progress:
     evals_since_best: int = 0
     last_eval_step: int = -1
     precision: str = ""
+    planned_steps: int | None = None  # the steps a time budget allows, as last planned
 
     def summary(self) -> dict:
         """What a run reports about its training: steps, real tokens, speed, the best dev step."""

@@ -35,13 +35,22 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_schedule(warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+class LinearSchedule:
+    """The learning-rate factor: linear warmup over a fraction of the steps, then linear decay to zero at
+    `total_steps`. An object, not a closure, so that the scheduler's state dict holds it (a resumed run keeps
+    a schedule `fit` shortened to a time budget)."""
 
-    return factor
+    def __init__(self, warmup: float, total_steps: int) -> None:
+        self.warmup = warmup
+        self.fit(total_steps)
+
+    def fit(self, total_steps: int) -> None:
+        self.total_steps, self.warmup_steps = total_steps, round(self.warmup * total_steps)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
 
 
 class NonFiniteStep(Exception):
@@ -76,9 +85,8 @@ class TrainingStep:
         self.forward = self.processes.wrap(task, model)  # before the optimizer: FSDP replaces the parameters
         fused = device.type in ("cpu", "cuda") and not self.processes.fsdp
         self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, fused=fused)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, linear_schedule(round(config.warmup * total_steps), total_steps)
-        )
+        self.schedule = LinearSchedule(config.warmup, total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
         # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
         fused = self.optimizer if self.optimizer.defaults["fused"] and self.scaler is None else None

@@ -34,6 +34,7 @@ from bertkit.train.report import MetricsLog, plot_curves, scalars
 from bertkit.train.step import NonFiniteStep, StepResult, TrainingStep
 
 log = logging.getLogger("bertkit")
+TIMING_STEPS = 10  # steps timed before a time budget's steps are planned
 
 
 class Trainer:
@@ -116,6 +117,8 @@ class Trainer:
             disable=not processes.main,
         )
         stop = progress.step >= total_steps
+        planned_total = total_steps  # what the data and config allow; a time budget may plan fewer
+        timed_from: tuple[int, float] | None = None  # (step, seconds) after this process's first step
         with step, bar:  # the bar is closed (drawn for the last time) however training ends
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
             while not stop and progress.epoch < config.n_epochs:
@@ -161,6 +164,11 @@ class Trainer:
                             }
                         )
                         tokens_since_log, seconds_since_log = 0, 0.0
+                    if config.max_minutes:  # planned after the first steps, and again every few as the pace moves
+                        if timed_from is None:  # the first step warms caches up: timed from the next one
+                            timed_from = (progress.step, progress.train_seconds)
+                        elif (progress.step - timed_from[0]) % TIMING_STEPS == 0:
+                            total_steps = bar.total = self._fit_to_budget(progress, step, planned_total, timed_from)
                     stop = progress.step >= total_steps or self._out_of_time(progress)
                     if progress.step % config.save_steps == 0:
                         stop = self._evaluate_and_save(dev, progress, metrics_log, step) or stop
@@ -194,6 +202,25 @@ class Trainer:
         last = latest_checkpoint(self.run_dir)
         resume = f"--resume continues from {last.name}" if last else "no checkpoint was written before it"
         return UserError(f"{self.run_dir}: step {step}: {what}; training stopped (try a lower train.lr); {resume}")
+
+    def _fit_to_budget(
+        self, progress: Progress, step: TrainingStep, total_steps: int, timed_from: tuple[int, float]
+    ) -> int:
+        """The steps `max_minutes` allows at the pace of the steps timed so far; the schedule's warmup and
+        decay are fitted to them, so that a budget-limited run ends with its learning rate decayed."""
+        steps, seconds = progress.step - timed_from[0], progress.train_seconds - timed_from[1]
+        (pace,) = self.processes.sum([seconds / steps / self.processes.world_size], self.device)
+        left = 60 * self.config.max_minutes - progress.train_seconds
+        planned = max(progress.step + 1, min(total_steps, progress.step + int(left / pace)))
+        progress.planned_steps = planned
+        step.schedule.fit(planned)
+        log.debug(
+            "the %g-minute budget allows about %d steps (%.3f s each): the schedule ends there",
+            self.config.max_minutes,
+            planned,
+            pace,
+        )
+        return planned
 
     def _out_of_time(self, progress: Progress) -> bool:
         limit = self.config.max_minutes
