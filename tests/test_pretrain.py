@@ -2,6 +2,7 @@ import json
 import math
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,7 @@ def test_pretrain_without_corpus_is_a_user_error(tmp_path, tokenizer, capsys):
         "model": str(tiny_model_json(tmp_path / "m.json", 100)),
         "tokenizer": str(tmp_path / "vocab"),
         "output_dir": str(tmp_path / "run"),
+        "max_len": 64,
     }
     (tmp_path / "p.json").write_text(json.dumps(config))
     assert main(["pretrain", str(tmp_path / "p.json")]) == 2
@@ -235,10 +237,10 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
         assert result["mfu"][name] == pytest.approx(result["model_tflops"][name] / 0.5)
 
 
-def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram_entropy(tmp_path):
+def cycle_corpus(tmp_path: Path) -> tuple[dict, float]:
     """Each sentence walks a cycle of 40 words (ba be bi ... tu ba ...), so a masked word follows from its
-    neighbours; its unigram entropy is about ln 40 = 3.7 nats. A model that learns from context ends far below
-    that (0.58 measured); one that learns only word frequencies stays near it."""
+    neighbours; its unigram entropy is about ln 40 = 3.7 nats. Returns a run config on it (a 2-layer model
+    from random weights, no NSP) and that entropy."""
     words = [c + v for c in "bdgkmnpt" for v in "aeiou"]
     (tmp_path / "vocab").mkdir()
     (tmp_path / "vocab" / "vocab.txt").write_text("".join(f"{t}\n" for t in [*SPECIALS, *words]), encoding="utf-8")
@@ -264,9 +266,59 @@ def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram
         "pretrain": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 50, "nsp": False},
         "train": {"batch_size": 32, "n_epochs": 20, "lr": 5e-3, "save_steps": 10**6, "precision": "fp32"},
     }
+    return config, entropy
+
+
+def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram_entropy(tmp_path):
+    """A model that learns from context ends far below the unigram entropy (0.58 measured); one that learns
+    only word frequencies stays near it."""
+    config, entropy = cycle_corpus(tmp_path)
     (tmp_path / "pretrain.json").write_text(json.dumps(config))
     assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert entropy > 3.6
     assert results["dev_mlm_loss"] < 0.3 * entropy
     assert results["dev_mlm_accuracy"] > 0.75
+
+
+def test_replaced_token_detection_trains_and_saves_a_plain_bert(tmp_path):
+    """ELECTRA on the cycle corpus: the generator's samples replace tokens only at masked positions, the
+    discriminator is scored on every real token, and the saved directory is a BERT that transformers and
+    bertkit's classifier load, the discriminator's encoder under `bert.` with the same hidden states in both."""
+    from transformers import BertModel as TheirBert
+
+    from bertkit.model.electra import BertForReplacedTokenDetection
+    from bertkit.model.heads import BertForSequenceClassification
+    from bertkit.tasks.pretrain import PretrainSettings, PretrainTask
+    from bertkit.tokenizer import Tokenizer
+
+    config, _ = cycle_corpus(tmp_path)
+    config["pretrain"]["objective"] = "electra"
+    config["train"]["n_epochs"] = 2
+    (tmp_path / "electra.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "electra.json")]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert {"dev_mlm_accuracy", "dev_rtd_loss", "dev_rtd_f1"} <= results.keys()
+    assert results["dev_rtd_accuracy"] > 0.8  # at least the share of tokens left as they were
+
+    task = PretrainTask(
+        PretrainSettings(objective="electra", nsp=False),
+        Tokenizer.from_pretrained(tmp_path / "vocab"),
+        tmp_path / "model.json",
+        32,
+    )
+    examples = task.data(tmp_path / "run", seed=1).epoch(0)
+    batch = task.collate([examples[i] for i in range(8)])
+    outputs = task.forward(task.build_model(), batch)
+    replaced = outputs["replaced"].flatten().nonzero().flatten()
+    assert set(replaced.tolist()) <= set(batch["masked_positions"].tolist())
+
+    saved = tmp_path / "run" / "model"
+    ours = BertForReplacedTokenDetection.from_pretrained(saved).eval()
+    theirs = TheirBert.from_pretrained(saved, add_pooling_layer=False).eval()
+    classifier = BertForSequenceClassification.from_pretrained(saved).eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    with torch.no_grad():
+        hidden = ours.bert(ids).last_hidden_state
+        torch.testing.assert_close(hidden, theirs(input_ids=ids).last_hidden_state, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(hidden, classifier.bert(ids).last_hidden_state)

@@ -1,9 +1,12 @@
-"""Pretraining: masked-LM plus (optionally) next-sentence prediction, on BertForPreTraining.
+"""Pretraining: masked-LM plus (optionally) next-sentence prediction, on BertForPreTraining; or, with
+`objective: electra`, replaced-token detection (`model/electra.py`).
 
 The corpus is tokenised once into memory-mapped shards (`data/corpus.py`); every epoch draws new sentence
 pairs and masks from it (`data/masking.py`), and the first documents are held out, with fixed pairs and
 masks, for evaluation. The vocabulary projection runs only at the masked positions. The loss is the mean
-over the masked tokens of the batch plus the NSP cross-entropy, as in Google's and Hugging Face's code.
+over the masked tokens of the batch plus the NSP cross-entropy, as in Google's and Hugging Face's code. Under
+ELECTRA it is the generator's MLM loss plus `discriminator_weight` (50, the paper's) times the mean over real
+tokens of the discriminator's binary cross-entropy.
 
 A saved pretraining model predicts too: for each [MASK] of a text, the likeliest tokens (`fill-mask`).
 """
@@ -28,6 +31,7 @@ from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
+from bertkit.model.electra import BertForReplacedTokenDetection
 from bertkit.model.heads import BertForPreTraining
 from bertkit.tasks.base import Outputs, Splits, Task, load_model
 from bertkit.train.metrics import Mean
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bertkit")
 FILL_MASK_TOP_K = 5
+OBJECTIVES = ("mlm", "electra")
 
 
 @dataclasses.dataclass
@@ -54,10 +59,18 @@ class PretrainSettings:
     whole_word: bool = False
     dev_documents: int = 100  # the first documents are held out for evaluation
     text: str = "text"
+    objective: str = "mlm"  # mlm: masked-LM (+ NSP); electra: replaced-token detection
+    discriminator_weight: float = 50.0  # electra: the discriminator's loss weight against the generator's
 
     def validate(self, source: str = "config") -> None:
         if self.format not in FORMATS:
             raise UserError(f"{source}: key 'pretrain.format' must be one of {FORMATS}, got {self.format!r}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"{source}: key 'pretrain.objective' must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.discriminator_weight <= 0:
+            raise UserError(f"{source}: key 'pretrain.discriminator_weight' must be positive")
+        if self.objective == "electra" and self.nsp:
+            raise UserError(f"{source}: key 'pretrain.nsp' must be false with objective electra (it has no NSP)")
         for key in ("short_seq_prob", "mask_prob"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise UserError(f"{source}: key 'pretrain.{key}' must be in [0, 1), got {getattr(self, key)}")
@@ -85,7 +98,14 @@ class PretrainingData:
 class PretrainTask(Task):
     name = "pretrain"
     settings_type = PretrainSettings
-    main_metric = "mlm_accuracy"
+
+    @property
+    def electra(self) -> bool:
+        return self.settings.objective == "electra"
+
+    @property
+    def main_metric(self) -> str:
+        return "rtd_f1" if self.electra else "mlm_accuracy"
 
     def masking(self) -> MaskingSettings:
         s = self.settings
@@ -124,12 +144,13 @@ class PretrainTask(Task):
         log.info("pretraining on %d instances per epoch", len(data.epoch(0)))
         return Splits(data.epoch, data.dev)
 
-    def build_model(self) -> BertForPreTraining:
+    def build_model(self) -> BertForPreTraining | BertForReplacedTokenDetection:
         """Continue from a Hugging Face directory (heads it lacks start fresh), or start from a model JSON,
         whose embeddings then take the vocabulary's size."""
+        cls = BertForReplacedTokenDetection if self.electra else BertForPreTraining
         if self.model_source.is_dir():
-            return BertForPreTraining.from_pretrained(self.model_source)
-        return load_model(BertForPreTraining, self.model_source, self.tokenizer, vocab_size=self.tokenizer.vocab_size)
+            return cls.from_pretrained(self.model_source)
+        return load_model(cls, self.model_source, self.tokenizer, vocab_size=self.tokenizer.vocab_size)
 
     def collate(self, examples: Sequence[PretrainExample | Example]) -> Batch:
         """Training and dev instances carry their masked positions and labels; texts to fill in have theirs at
@@ -149,18 +170,25 @@ class PretrainTask(Task):
         return batch
 
     def forward(self, model: nn.Module, batch: Batch) -> Outputs:
-        mlm_logits, nsp_logits = model(
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["token_type_ids"],
-            masked_positions=batch["masked_positions"],
-        )
-        return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
+        inputs = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+        if not self.electra:
+            mlm_logits, nsp_logits = model(*inputs, masked_positions=batch["masked_positions"])
+            return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
+        mlm_logits, rtd_logits, corrupted = model(*inputs, masked_positions=batch["masked_positions"])
+        outputs = {"mlm_logits": mlm_logits, "rtd_logits": rtd_logits}
+        if "mlm_labels" in batch.tensors:  # which tokens the generator's samples replaced
+            original = batch["input_ids"].flatten().index_put((batch["masked_positions"],), batch["mlm_labels"])
+            outputs["replaced"] = corrupted != original.view_as(corrupted)
+        return outputs
 
     def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
         loss = F.cross_entropy(outputs["mlm_logits"].float(), batch["mlm_labels"])
         if self.settings.nsp:
             loss = loss + F.cross_entropy(outputs["nsp_logits"].float(), batch["nsp_labels"])
+        if self.electra:
+            real = batch["attention_mask"].bool()
+            logits, replaced = outputs["rtd_logits"].float()[real], outputs["replaced"][real].float()
+            loss = loss + self.settings.discriminator_weight * F.binary_cross_entropy_with_logits(logits, replaced)
         return loss
 
     def loss_count(self, batch: Batch) -> int:
@@ -168,7 +196,7 @@ class PretrainTask(Task):
         return len(batch["mlm_labels"])
 
     def metrics(self) -> PretrainMetrics:
-        return PretrainMetrics(self.settings.nsp)
+        return PretrainMetrics(self.settings.nsp, self.settings.discriminator_weight if self.electra else None)
 
     @property
     def input_columns(self) -> list[str]:
@@ -189,12 +217,16 @@ class PretrainTask(Task):
 
 
 class PretrainMetrics:
-    """MLM loss, accuracy and perplexity over every masked token; NSP loss and accuracy over every pair."""
+    """MLM loss, accuracy and perplexity over every masked token (the generator's, under ELECTRA); NSP loss and
+    accuracy over every pair; under ELECTRA the discriminator's loss and accuracy over every real token, and
+    its precision, recall and F1 at finding the replaced ones."""
 
-    def __init__(self, nsp: bool) -> None:
-        self.nsp = nsp
+    def __init__(self, nsp: bool, discriminator_weight: float | None = None) -> None:
+        self.nsp, self.electra, self.discriminator_weight = nsp, discriminator_weight is not None, discriminator_weight
         self.mlm_loss, self.mlm_accuracy = Mean(), Mean()
         self.nsp_loss, self.nsp_accuracy = Mean(), Mean()
+        self.rtd_loss, self.rtd_accuracy = Mean(), Mean()
+        self.found = self.flagged = self.replaced = 0
 
     def add(self, outputs: Outputs, batch: Batch) -> None:
         logits, labels = outputs["mlm_logits"].float(), batch["mlm_labels"]
@@ -204,6 +236,17 @@ class PretrainMetrics:
             nsp_logits, nsp_labels = outputs["nsp_logits"].float(), batch["nsp_labels"]
             self.nsp_loss.add(F.cross_entropy(nsp_logits, nsp_labels, reduction="sum"), nsp_labels.numel())
             self.nsp_accuracy.add((nsp_logits.argmax(-1) == nsp_labels).sum(), nsp_labels.numel())
+        if self.electra:
+            real = batch["attention_mask"].bool()
+            logits, replaced = outputs["rtd_logits"].float()[real], outputs["replaced"][real]
+            self.rtd_loss.add(
+                F.binary_cross_entropy_with_logits(logits, replaced.float(), reduction="sum"), len(logits)
+            )
+            flagged = logits > 0
+            self.rtd_accuracy.add((flagged == replaced).sum(), len(logits))
+            self.found += int((flagged & replaced).sum())
+            self.flagged += int(flagged.sum())
+            self.replaced += int(replaced.sum())
 
     def result(self) -> dict:
         result = {
@@ -215,6 +258,13 @@ class PretrainMetrics:
         if self.nsp:
             result.update(nsp_loss=self.nsp_loss.value, nsp_accuracy=self.nsp_accuracy.value)
             result["loss"] += self.nsp_loss.value
+        if self.electra:
+            precision = self.found / max(self.flagged, 1)
+            recall = self.found / max(self.replaced, 1)
+            f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+            result.update(rtd_loss=self.rtd_loss.value, rtd_accuracy=self.rtd_accuracy.value)
+            result.update(rtd_precision=precision, rtd_recall=recall, rtd_f1=f1)
+            result["loss"] += self.discriminator_weight * self.rtd_loss.value  # as training weighs it
         return result
 
 
