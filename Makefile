@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# The long runs: crash trials (20 SIGKILLed runs) and hostile-input fuzzing (160,000 inputs), among others.
+# The long runs: crash trials (20 SIGKILLed runs) and hostile-input fuzzing (100,000 inputs), among others.
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
 
