@@ -100,8 +100,10 @@ class Trainer:
                 self.precision = Precision.resolve(progress.precision, self.device)
         progress.precision = self.precision.name
         step = TrainingStep(self.task, model, config, self.device, self.precision, total_steps, processes)
+        planned_total = total_steps  # what the data and config allow; a time budget may plan fewer
         if checkpoint is not None:
             checkpoint.restore(model, step.optimizer, step.scheduler, step.scaler, processes)
+            total_steps = min(total_steps, progress.planned_steps or total_steps)  # the schedule holds it too
         metrics_log = MetricsLog(
             self.run_dir / "metrics.jsonl", progress.step if checkpoint else None, write=processes.main
         )
@@ -117,7 +119,6 @@ class Trainer:
             disable=not processes.main,
         )
         stop = progress.step >= total_steps
-        planned_total = total_steps  # what the data and config allow; a time budget may plan fewer
         timed_from: tuple[int, float] | None = None  # (step, seconds) after this process's first step
         with step, bar:  # the bar is closed (drawn for the last time) however training ends
             running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
