@@ -12,7 +12,7 @@ from benchmarks.embed import embedding_side_by_side
 from benchmarks.entities import entities_against_seqeval
 from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
-from benchmarks.pretrain import pretrain_side_by_side
+from benchmarks.pretrain import dropout_curves, pretrain_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
 from benchmarks.task import task_side_by_side
 from benchmarks.tokenizer import tokenizer_throughput
@@ -59,6 +59,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         args.config, args.steps, overrides=args.set, device=args.device, peak_tflops=args.peak_tflops
     )
     print(json.dumps(result, indent=1))
+
+
+def cmd_dropout(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    print(json.dumps(dropout_curves(args.config, args.steps, args.seeds, overrides=args.set), indent=1))
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
@@ -164,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
     )
     pretraining.set_defaults(run=cmd_pretrain)
+    dropout = benches.add_parser(
+        "dropout", help="pretraining loss curves with dropout on, bertkit against transformers, seed by seed"
+    )
+    dropout.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
+    dropout.add_argument("--steps", type=int, default=300)
+    dropout.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    dropout.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    dropout.set_defaults(run=cmd_dropout)
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )

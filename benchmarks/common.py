@@ -72,7 +72,8 @@ class ReferenceStep:
         groups = parameter_groups(model, BENCH_WEIGHT_DECAY)
         self.optimizer = torch.optim.AdamW(groups, lr=BENCH_LR, fused=device.type in ("cpu", "cuda"))
 
-    def __call__(self, batches: list[Batch]) -> None:
+    def __call__(self, batches: list[Batch]) -> float:
+        """One step; returns its loss."""
         (batch,) = batches
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             loss = self.loss_of(self.model, batch)
@@ -80,6 +81,7 @@ class ReferenceStep:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), BENCH_MAX_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
 
 
 def interleaved_steps(

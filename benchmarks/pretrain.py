@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from benchmarks.common import (
     ReferenceStep,
@@ -15,10 +19,52 @@ from benchmarks.common import (
     transformers_copy,
 )
 from bertkit.config import RunConfig
-from bertkit.data.batching import epoch_batches, lengths_of
+from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import Precision, pick_device
 from bertkit.model.bert import set_unpad
 from bertkit.run import build_task
+from bertkit.tasks.base import Task
+
+
+@dataclass
+class SideBySide:
+    """bertkit's pretraining model and transformers' copy of it (the same starting weights), the batches
+    both step on, and transformers' loss on one of them."""
+
+    task: Task
+    ours: nn.Module
+    theirs: nn.Module
+    batches: list[Batch]
+    device: torch.device
+
+    @staticmethod
+    def their_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        labels = torch.full_like(batch["input_ids"], -100)
+        labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
+        return model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+            labels=labels,
+            next_sentence_label=batch["nsp_labels"],
+        ).loss
+
+
+def side_by_side(config: RunConfig, n_batches: int, device: str | None) -> SideBySide:
+    from transformers import BertForPreTraining
+
+    target = pick_device(device)
+    task = build_task(config)
+    examples = task.data(config.output_dir, config.train.seed).epoch(0)
+    torch.manual_seed(config.train.seed)
+    ours = task.build_model()
+    theirs = transformers_copy(ours, BertForPreTraining)
+    set_unpad(ours, config.train.unpad)
+    for model in (ours, theirs):
+        model.to(target).train()
+    batch_order = epoch_batches(lengths_of(examples), config.train.batch_size, config.train.seed, 0, True)
+    batches = [task.collate([examples[i] for i in b]) for b in batch_order[:n_batches]]
+    return SideBySide(task, ours, theirs, batches, target)
 
 
 def pretrain_side_by_side(
@@ -34,45 +80,64 @@ def pretrain_side_by_side(
     under the precision bertkit picks for the device (bf16 autocast on CUDA and on CPUs where bf16 matmuls are
     faster, else fp32). With a known GPU or `peak_tflops`, `mfu` gives each side's model FLOPs utilisation
     (`training_flops`)."""
-    from transformers import BertForPreTraining
-
-    target = pick_device(device)
     config = RunConfig.from_json(config_path, list(overrides), {"task": "pretrain"})
-    task = build_task(config)
-    examples = task.data(config.output_dir, config.train.seed).epoch(0)
-    torch.manual_seed(config.train.seed)
-    ours = task.build_model()
-    theirs = transformers_copy(ours, BertForPreTraining)
-    set_unpad(ours, config.train.unpad)
-    for model in (ours, theirs):
-        model.to(target).train()
-    batch_order = epoch_batches(lengths_of(examples), config.train.batch_size, config.train.seed, 0, True)
-    batches = [task.collate([examples[i] for i in b]) for b in batch_order[: warmup_steps + steps]]
-
-    def their_loss(model, batch) -> torch.Tensor:
-        labels = torch.full_like(batch["input_ids"], -100)
-        labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
-        return model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-            labels=labels,
-            next_sentence_label=batch["nsp_labels"],
-        ).loss
-
-    dtype = Precision.resolve("auto", target).dtype
-    with bertkit_step(task, ours, target, "auto", len(batches)) as step:
+    pair = side_by_side(config, warmup_steps + steps, device)
+    dtype = Precision.resolve("auto", pair.device).dtype
+    with bertkit_step(pair.task, pair.ours, pair.device, "auto", len(pair.batches)) as step:
         result = interleaved_steps(
-            {"bertkit": step, "transformers": ReferenceStep(theirs, their_loss, dtype, target)},
-            batches,
+            {"bertkit": step, "transformers": ReferenceStep(pair.theirs, pair.their_loss, dtype, pair.device)},
+            pair.batches,
             warmup_steps,
-            target,
-            flops_of=lambda batch: training_flops(ours.config, batch["attention_mask"], len(batch["masked_positions"])),
+            pair.device,
+            flops_of=lambda batch: training_flops(
+                pair.ours.config, batch["attention_mask"], len(batch["masked_positions"])
+            ),
         )
     result["ratio"] = result["bertkit"] / result["transformers"]
-    peak = peak_tflops or gpu_peak_tflops(target)
+    peak = peak_tflops or gpu_peak_tflops(pair.device)
     if peak:
         result["mfu"] = {name: tflops / peak for name, tflops in result["model_tflops"].items()}
     result["precision"] = str(dtype or torch.float32)
     result["steps"], result["batch_size"], result["max_len"] = steps, config.train.batch_size, config.max_len
     return result
+
+
+def dropout_curves(
+    config_path: Path, steps: int = 300, seeds: Sequence[int] = (42, 43, 44), overrides: list[str] = ()
+) -> dict:
+    """Training loss curves of bertkit and transformers with dropout on, on the same batches from the same
+    weights, seed by seed, in fp32 on the CPU: each draws its own dropout masks (bertkit's cheap CPU masks,
+    torch's), so the curves part by noise alone if both dropout paths compute the same thing. Gives the mean
+    over steps of bertkit's loss minus transformers', per seed and overall, against the spread of the seeds'
+    own curves (the standard deviation over seeds of each library's loss, averaged over steps)."""
+    curves: dict[str, list[list[float]]] = {"bertkit": [], "transformers": []}
+    for seed in seeds:
+        config = RunConfig.from_json(config_path, [*overrides, f"train.seed={seed}"], {"task": "pretrain"})
+        pair = side_by_side(config, steps, "cpu")
+        ours, theirs = [], []
+        reference = ReferenceStep(pair.theirs, pair.their_loss, None, pair.device)
+        with bertkit_step(pair.task, pair.ours, pair.device, "fp32", steps) as step:
+            for batch in pair.batches:
+                ours.append(step([batch]).loss)
+                theirs.append(reference([batch]))
+        curves["bertkit"].append(ours)
+        curves["transformers"].append(theirs)
+    differences = [
+        statistics.mean(a - b for a, b in zip(x, y, strict=True))
+        for x, y in zip(curves["bertkit"], curves["transformers"], strict=True)
+    ]
+    spread = {
+        name: statistics.mean(statistics.stdev(step) for step in zip(*runs, strict=True)) if len(runs) > 1 else 0.0
+        for name, runs in curves.items()
+    }
+    tenth = max(1, steps // 10)
+    first, last = slice(0, tenth), slice(-tenth, None)
+    return {
+        "seeds": list(seeds),
+        "steps": steps,
+        "mean_difference": statistics.mean(differences),
+        "mean_difference_per_seed": differences,
+        "seed_spread": spread,
+        "loss_first_tenth": {n: statistics.mean(v for r in runs for v in r[first]) for n, runs in curves.items()},
+        "loss_last_tenth": {n: statistics.mean(v for r in runs for v in r[last]) for n, runs in curves.items()},
+    }

@@ -236,6 +236,12 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
     for name in ("bertkit", "transformers"):
         assert result["mfu"][name] == pytest.approx(result["model_tflops"][name] / 0.5)
 
+    # the dropout check: both libraries' loss curves, seed by seed, with dropout on
+    assert main(["bench", "dropout", str(tmp_path / "pretrain.json"), "--steps", "4", "--seeds", "1", "2"]) == 0
+    curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert len(curves["mean_difference_per_seed"]) == 2 and curves["steps"] == 4
+    assert abs(curves["mean_difference"]) < 0.5 and curves["seed_spread"]["bertkit"] > 0
+
 
 def cycle_corpus(tmp_path: Path) -> tuple[dict, float]:
     """Each sentence walks a cycle of 40 words (ba be bi ... tu ba ...), so a masked word follows from its
