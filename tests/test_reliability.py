@@ -4,7 +4,6 @@ detected, interrupted writes are cleaned up, results are strict JSON, impossible
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import run_cli
 from tiny import make_setup
 
 import bertkit
@@ -21,11 +21,6 @@ from bertkit.config import RunConfig
 from bertkit.io import atomic_directory, recover, to_json
 from bertkit.run import run as train
 from bertkit.train.checkpoint import latest_checkpoint
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "bertkit", *args], env=env, capture_output=True, text=True)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -39,7 +34,7 @@ def test_a_diverging_run_stops_at_its_step_and_writes_nothing_non_finite(tmp_pat
     setup["train"].update(lr=1e3, save_steps=3)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(setup))
-    line = one_line_error(cli("train", str(config)))
+    line = one_line_error(run_cli("train", str(config)))
     assert "step " in line and "the loss is nan" in line and "--resume continues from step-" in line
     run_dir = Path(setup["output_dir"])
     assert not (run_dir / "results.json").exists()
@@ -68,7 +63,7 @@ def test_impossible_configs_are_refused_before_any_work(tmp_path, override, mess
         setup[key] = {**setup[key], **value} if isinstance(value, dict) else value
     config = tmp_path / "config.json"
     config.write_text(json.dumps(setup))
-    assert message in one_line_error(cli("train", str(config)))
+    assert message in one_line_error(run_cli("train", str(config)))
     assert not Path(setup["output_dir"]).exists()
 
 
@@ -105,7 +100,9 @@ def test_damaged_weights_in_a_model_directory_are_one_line(tmp_path, classifier_
     with pytest.raises(UserError, match="model.safetensors: damaged weights file"):
         bertkit.load(model)
     (tmp_path / "data.tsv").write_text("text\tlabel\ngood\tpos\n")
-    assert "damaged weights file" in one_line_error(cli("evaluate", str(model), "--data", str(tmp_path / "data.tsv")))
+    assert "damaged weights file" in one_line_error(
+        run_cli("evaluate", str(model), "--data", str(tmp_path / "data.tsv"))
+    )
 
 
 def test_a_replaced_directory_is_never_absent(tmp_path):
@@ -145,12 +142,12 @@ def test_outputs_go_where_asked_or_say_why_not(tmp_path, classifier_dir):
     (tmp_path / "in.jsonl").write_text('{"text": "a good film"}\n')
     deep = tmp_path / "a" / "b" / "out.jsonl"
     assert (
-        cli("predict", str(classifier_dir), "--input", str(tmp_path / "in.jsonl"), "--output", str(deep)).returncode
+        run_cli("predict", str(classifier_dir), "--input", str(tmp_path / "in.jsonl"), "--output", str(deep)).returncode
         == 0
     )
     assert json.loads(deep.read_text())["label"]
     line = one_line_error(
-        cli("predict", str(classifier_dir), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path))
+        run_cli("predict", str(classifier_dir), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path))
     )
     assert "is a directory" in line
 
