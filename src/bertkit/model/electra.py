@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
 from bertkit.model.bert import ACTIVATIONS
-from bertkit.model.heads import BertForPreTraining, _TaskModel
+from bertkit.model.heads import BertForPreTraining, TaskModel
 
 GENERATOR_SCALE = 4  # the generator is a quarter of the discriminator's width, as the ELECTRA paper finds best
 HEAD_DIM = 64
@@ -40,7 +40,7 @@ class ReplacedTokenHead(nn.Module):
         return self.dense_prediction(self.activation(self.dense(hidden))).squeeze(-1)
 
 
-class BertForReplacedTokenDetection(_TaskModel):
+class BertForReplacedTokenDetection(TaskModel):
     """The generator's MLM logits at the masked positions, the input with its samples put in, and the
     discriminator's logit for every token of it (replaced or not)."""
 

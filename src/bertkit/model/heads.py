@@ -26,7 +26,7 @@ def num_labels(config: ModelConfig) -> int:
     return len(config.id2label) if config.id2label else 2
 
 
-class _TaskModel(Pretrained):
+class TaskModel(Pretrained):
     def __init__(self, config: ModelConfig, add_pooler: bool) -> None:
         super().__init__()
         self.config = config
@@ -37,7 +37,7 @@ class _TaskModel(Pretrained):
             module.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
 
 
-class _LinearClassifier(_TaskModel):
+class _LinearClassifier(TaskModel):
     """Dropout and one linear layer, over the pooled [CLS] vector or over every token."""
 
     per_token: bool
@@ -81,7 +81,7 @@ class BertForTokenClassification(_LinearClassifier):
     per_token = True
 
 
-class BertForQuestionAnswering(_TaskModel):
+class BertForQuestionAnswering(TaskModel):
     """Start and end logits (batch, seq) of an answer span."""
 
     hf_architecture = "BertForQuestionAnswering"
@@ -132,7 +132,7 @@ class PreTrainingHeads(nn.Module):
         self.seq_relationship = nn.Linear(config.dim, 2)
 
 
-class BertForPreTraining(_TaskModel):
+class BertForPreTraining(TaskModel):
     """Masked-LM logits and next-sentence logits.
 
     With `masked_positions` (flat indices into the batch*seq grid) the vocabulary projection, the costliest
