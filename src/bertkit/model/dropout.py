@@ -49,3 +49,12 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Every dropout of a bertkit model, hidden and attention, at `p` (its config keeps the saved values)."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.p = p
+        if hasattr(module, "p_drop_attn"):
+            module.p_drop_attn = p

@@ -31,6 +31,7 @@ from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
+from bertkit.model.dropout import set_dropout
 from bertkit.model.electra import BertForReplacedTokenDetection
 from bertkit.model.heads import BertForPreTraining
 from bertkit.tasks.base import Outputs, Splits, Task, load_model
@@ -61,6 +62,9 @@ class PretrainSettings:
     text: str = "text"
     objective: str = "mlm"  # mlm: masked-LM (+ NSP); electra: replaced-token detection
     discriminator_weight: float = 50.0  # electra: the discriminator's loss weight against the generator's
+    # every dropout probability while pretraining (0: off, which learns more per step when data is not
+    # repeated); the saved config keeps the model's own, for fine-tuning. None: the model's own
+    dropout: float | None = None
 
     def validate(self, source: str = "config") -> None:
         if self.format not in FORMATS:
@@ -76,6 +80,8 @@ class PretrainSettings:
                 raise UserError(f"{source}: key 'pretrain.{key}' must be in [0, 1), got {getattr(self, key)}")
         if self.dev_documents < 0:
             raise UserError(f"{source}: key 'pretrain.dev_documents' must not be negative")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"{source}: key 'pretrain.dropout' must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(eq=False)  # hashed by identity, for the epoch cache
@@ -149,8 +155,12 @@ class PretrainTask(Task):
         whose embeddings then take the vocabulary's size."""
         cls = BertForReplacedTokenDetection if self.electra else BertForPreTraining
         if self.model_source.is_dir():
-            return cls.from_pretrained(self.model_source)
-        return load_model(cls, self.model_source, self.tokenizer, vocab_size=self.tokenizer.vocab_size)
+            model = cls.from_pretrained(self.model_source)
+        else:
+            model = load_model(cls, self.model_source, self.tokenizer, vocab_size=self.tokenizer.vocab_size)
+        if self.settings.dropout is not None:
+            set_dropout(model, self.settings.dropout)
+        return model
 
     def collate(self, examples: Sequence[PretrainExample | Example]) -> Batch:
         """Training and dev instances carry their masked positions and labels; texts to fill in have theirs at
