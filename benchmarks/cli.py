@@ -12,7 +12,7 @@ from benchmarks.embed import embedding_side_by_side
 from benchmarks.entities import entities_against_seqeval
 from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
-from benchmarks.pretrain import dropout_curves, pretrain_side_by_side
+from benchmarks.pretrain import compare_runs, dropout_curves, pretrain_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
 from benchmarks.task import task_side_by_side
 from benchmarks.tokenizer import tokenizer_throughput
@@ -64,6 +64,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_dropout(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(json.dumps(dropout_curves(args.config, args.steps, args.seeds, overrides=args.set), indent=1))
+
+
+def cmd_curves(args: argparse.Namespace) -> None:
+    print(json.dumps(compare_runs(args.runs, args.metric, args.out), indent=1))
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
@@ -177,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     dropout.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     dropout.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     dropout.set_defaults(run=cmd_dropout)
+    curves = benches.add_parser("curves", help="dev loss of several runs against tokens seen and minutes, one plot")
+    curves.add_argument("runs", type=Path, nargs="+", help="run directories (their metrics.jsonl)")
+    curves.add_argument("--metric", default="mlm_loss", help="a dev metric of the runs (default: mlm_loss)")
+    curves.add_argument("--out", type=Path, default=Path("curves.png"))
+    curves.set_defaults(run=cmd_curves)
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )

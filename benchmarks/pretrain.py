@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,3 +142,31 @@ def dropout_curves(
         "loss_first_tenth": {n: statistics.mean(v for r in runs for v in r[first]) for n, runs in curves.items()},
         "loss_last_tenth": {n: statistics.mean(v for r in runs for v in r[last]) for n, runs in curves.items()},
     }
+
+
+def compare_runs(run_dirs: Sequence[Path], metric: str, out: Path) -> dict:
+    """Dev `metric` of finished or running runs against real training tokens seen and minutes of training,
+    one line per run, into one PNG; returns each run's last evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_tokens, by_minutes) = plt.subplots(1, 2, figsize=(11, 4))
+    last = {}
+    for run_dir in run_dirs:
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        evals = [r for r in records if r["kind"] == "eval" and metric in r and "tokens" in r]
+        if not evals:
+            continue
+        values = [r[metric] for r in evals]
+        by_tokens.plot([r["tokens"] / 1e6 for r in evals], values, "o-", markersize=3, label=run_dir.name)
+        by_minutes.plot([r["train_seconds"] / 60 for r in evals], values, "o-", markersize=3, label=run_dir.name)
+        last[run_dir.name] = {k: v for k, v in evals[-1].items() if k not in ("kind", "split")}
+    by_tokens.set(xlabel="real training tokens (millions)", ylabel=f"dev {metric}", title="Against tokens")
+    by_minutes.set(xlabel="minutes of training", ylabel=f"dev {metric}", title="Against time")
+    by_tokens.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return last

@@ -285,6 +285,10 @@ def test_pretraining_on_a_learnable_corpus_brings_mlm_loss_far_below_the_unigram
     assert entropy > 3.6
     assert results["dev_mlm_loss"] < 0.3 * entropy
     assert results["dev_mlm_accuracy"] > 0.75
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert all(r["tokens"] > 0 and r["train_seconds"] > 0 for r in evals)
+    assert [r["tokens"] for r in evals] == sorted(r["tokens"] for r in evals)
 
 
 def test_replaced_token_detection_trains_and_saves_a_plain_bert(tmp_path):
@@ -328,3 +332,51 @@ def test_replaced_token_detection_trains_and_saves_a_plain_bert(tmp_path):
         hidden = ours.bert(ids).last_hidden_state
         torch.testing.assert_close(hidden, theirs(input_ids=ids).last_hidden_state, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(hidden, classifier.bert(ids).last_hidden_state)
+
+
+def test_pretraining_dropout_setting_turns_every_dropout_off_and_the_saved_config_keeps_its_own(tmp_path):
+    from bertkit.model.dropout import Dropout
+    from bertkit.tasks.pretrain import PretrainSettings, PretrainTask
+    from bertkit.tokenizer import Tokenizer
+
+    config, _ = cycle_corpus(tmp_path)
+    model_json = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**model_json, "p_drop_attn": 0.1, "p_drop_hidden": 0.1}))
+    for objective in ("mlm", "electra"):
+        task = PretrainTask(
+            PretrainSettings(objective=objective, nsp=False, dropout=0.0),
+            Tokenizer.from_pretrained(tmp_path / "vocab"),
+            tmp_path / "model.json",
+            32,
+        )
+        model = task.build_model()
+        probabilities = [m.p for m in model.modules() if isinstance(m, Dropout)]
+        probabilities += [m.p_drop_attn for m in model.modules() if hasattr(m, "p_drop_attn")]
+        assert len(probabilities) > 4 and set(probabilities) == {0.0}
+        assert (model.config.p_drop_attn, model.config.p_drop_hidden) == (0.1, 0.1)
+
+
+def test_runs_compare_on_one_plot_against_tokens_and_minutes(tmp_path):
+    from benchmarks.pretrain import compare_runs
+
+    for name, losses in (("mlm", [7.5, 6.0, 5.0]), ("electra", [7.4, 5.5])):
+        records = [{"kind": "train", "step": 10, "loss": 9.0}]
+        records += [
+            {
+                "kind": "eval",
+                "split": "dev",
+                "step": 100 * (i + 1),
+                "tokens": 10**5 * (i + 1),
+                "train_seconds": 60.0 * (i + 1),
+                "mlm_loss": loss,
+            }
+            for i, loss in enumerate(losses)
+        ]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    last = compare_runs([tmp_path / "mlm", tmp_path / "electra"], "mlm_loss", tmp_path / "compared.png")
+    assert last == {
+        "mlm": {"step": 300, "tokens": 300000, "train_seconds": 180.0, "mlm_loss": 5.0},
+        "electra": {"step": 200, "tokens": 200000, "train_seconds": 120.0, "mlm_loss": 5.5},
+    }
+    assert (tmp_path / "compared.png").stat().st_size > 0

@@ -249,7 +249,15 @@ class Trainer:
             metrics = self.evaluate(dev)
             score = metrics[self.task.main_metric]
             metrics_log.write(
-                {"kind": "eval", "split": "dev", "step": progress.step, "epoch": progress.epoch, **metrics}
+                {
+                    "kind": "eval",
+                    "split": "dev",
+                    "step": progress.step,
+                    "epoch": progress.epoch,
+                    "tokens": progress.tokens,  # real training tokens seen so far, for curves against compute
+                    "train_seconds": progress.train_seconds,
+                    **metrics,
+                }
             )
             log.info("step %d: dev %s %.4f, loss %.4f", progress.step, self.task.main_metric, score, metrics["loss"])
             if progress.best is None or score > progress.best:
