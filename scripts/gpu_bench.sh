@@ -25,7 +25,7 @@ run)
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
   # Pretraining at seq 128, BERT-base shape, bf16 (target: model FLOPs utilisation at least 50%).
   python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
-    --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set corpus.prepared=.gpu/nsmc_corpus \
+    --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set pretrain.prepared=.gpu/nsmc_corpus \
     --set pretrain.nsp=true --set train.batch_size=128 | tee "$out/gpu_pretrain.json"
   # Mixed-length fine-tuning (target: at least 2x transformers with SDPA), MiniLM-L6 and BERT-base shapes.
   for model in minilm_l6 bert_base; do

@@ -44,7 +44,7 @@ def test_pairs_train_with_segments_and_load_in_transformers(tmp_path):
     assert results["test_accuracy"] > 0.9
     model_dir = tmp_path / "run" / "model"
     assert json.loads((model_dir / "config.json").read_text())["label2id"] == {"no": 0, "yes": 1}
-    predictor = bertkit.load(model_dir, precision="fp32")
+    predictor = bertkit.load(model_dir, device="cpu", precision="fp32")
     pairs = [("the movie was", "awful plot"), ("a film", "a superb film !")]
     assert [p["label"] for p in predictor.predict(pairs)] == ["no", "yes"]
     rows = predictor.read(setup["data"]["test"], with_targets=True)[:6]

@@ -57,7 +57,7 @@ def test_qa_learns_spans_and_the_null_answer_and_saves_a_model_transformers_load
     root, results = reader
     assert results["dev_f1"] > 90 and results["dev_NoAns_f1"] > 80 and results["dev_HasAns_f1"] > 80, results
     model_dir = root / "run" / "model"
-    predictor = bertkit.load(model_dir, precision="fp32")
+    predictor = bertkit.load(model_dir, device="cpu", precision="fp32")
     theirs = transformers.AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
     rows = predictor.read(root / "dev.json", with_targets=False)[:8]
     batch = predictor.task.collate(predictor.task.encode(rows))

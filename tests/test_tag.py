@@ -42,7 +42,7 @@ def test_tagging_learns_entities_and_saves_a_model_transformers_loads(tagger):
         "2": "B-PER",
         "3": "I-PER",
     }
-    predictor = bertkit.load(model_dir, precision="fp32")
+    predictor = bertkit.load(model_dir, device="cpu", precision="fp32")
     theirs = transformers.AutoModelForTokenClassification.from_pretrained(model_dir).eval()
     rows = predictor.read(root / "test.conll", with_targets=True)[:8]
     batch = predictor.task.collate(predictor.task.encode(rows))

@@ -86,7 +86,7 @@ def test_fine_tunes_a_learnable_task_and_writes_the_run_directory(tmp_path):
     assert json.loads((run_dir / "model" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
 
     # The saved classifier gives the same logits in transformers, and predicts through the Python API.
-    predictor = bertkit.load(run_dir / "model")
+    predictor = bertkit.load(run_dir / "model", device="cpu", precision="fp32")
     theirs = transformers.BertForSequenceClassification.from_pretrained(run_dir / "model").eval()
     texts = ["the movie was great", "awful plot and dull actors", "it really was superb !"]
     batch = predictor.task.collate(
