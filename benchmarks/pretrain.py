@@ -60,6 +60,10 @@ def side_by_side(config: RunConfig, n_batches: int, device: str | None) -> SideB
     torch.manual_seed(config.train.seed)
     ours = task.build_model()
     theirs = transformers_copy(ours, BertForPreTraining)
+    if task.settings.dropout is not None:  # the saved config keeps the model's own dropout: give theirs the run's
+        for module in theirs.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = task.settings.dropout
     set_unpad(ours, config.train.unpad)
     for model in (ours, theirs):
         model.to(target).train()
@@ -113,7 +117,9 @@ def dropout_curves(
     own curves (the standard deviation over seeds of each library's loss, averaged over steps)."""
     curves: dict[str, list[list[float]]] = {"bertkit": [], "transformers": []}
     for seed in seeds:
-        config = RunConfig.from_json(config_path, [*overrides, f"train.seed={seed}"], {"task": "pretrain"})
+        # the model's own dropout, even where the recipe pretrains without it
+        settings = ["pretrain.dropout=null", *overrides, f"train.seed={seed}"]
+        config = RunConfig.from_json(config_path, settings, {"task": "pretrain"})
         pair = side_by_side(config, steps, "cpu")
         ours, theirs = [], []
         reference = ReferenceStep(pair.theirs, pair.their_loss, None, pair.device)

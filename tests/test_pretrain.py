@@ -10,6 +10,7 @@ import torch
 from test_vocab import korean_lines
 
 from bertkit.cli import main
+from bertkit.config import RunConfig
 from bertkit.data.corpus import Corpus, prepare_corpus
 from bertkit.data.masking import B_END, B_START, IS_RANDOM, Masker, MaskingSettings, PretrainExamples, build_pairs
 from bertkit.vocab import SPECIALS, train_tokenizer
@@ -235,6 +236,13 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
     assert result["ratio"] > 0 and result["steps"] == 2
     for name in ("bertkit", "transformers"):
         assert result["mfu"][name] == pytest.approx(result["model_tflops"][name] / 0.5)
+
+    # a recipe's own dropout (the saved config keeps the model's) reaches transformers' copy too
+    from benchmarks.pretrain import side_by_side
+
+    run_config = RunConfig.from_json(tmp_path / "pretrain.json", ["pretrain.dropout=0.3"], {"task": "pretrain"})
+    pair = side_by_side(run_config, 1, "cpu")
+    assert {m.p for m in pair.theirs.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
 
     # the dropout check: both libraries' loss curves, seed by seed, with dropout on
     assert main(["bench", "dropout", str(tmp_path / "pretrain.json"), "--steps", "4", "--seeds", "1", "2"]) == 0
