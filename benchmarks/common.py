@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from bertkit.config import ModelConfig, TrainConfig
 from bertkit.data.batching import Batch
 from bertkit.device import Precision
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
-from bertkit.train.step import TrainingStep, parameter_groups
+from bertkit.train.step import LinearSchedule, TrainingStep, parameter_groups
 
 # Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
 GPU_BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
@@ -65,12 +66,21 @@ def bertkit_step(task: Task, model: nn.Module, device: torch.device, precision: 
 
 class ReferenceStep:
     """A transformers model stepped as transformers' Trainer does: forward (under autocast to `dtype`) and
-    backward, `clip_grad_norm_`, fused AdamW, gradients set to None."""
+    backward, `clip_grad_norm_`, fused AdamW, gradients set to None; with `n_steps`, the learning rate decays
+    over them as `bertkit_step`'s does, for comparing loss curves rather than speed."""
 
-    def __init__(self, model: nn.Module, loss_of: Callable[[nn.Module, Batch], torch.Tensor], dtype, device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_of: Callable[[nn.Module, Batch], torch.Tensor],
+        dtype,
+        device,
+        n_steps: int | None = None,
+    ) -> None:
         self.model, self.loss_of, self.dtype, self.device = model, loss_of, dtype, device
         groups = parameter_groups(model, BENCH_WEIGHT_DECAY)
         self.optimizer = torch.optim.AdamW(groups, lr=BENCH_LR, fused=device.type in ("cpu", "cuda"))
+        self.scheduler = LambdaLR(self.optimizer, LinearSchedule(0.0, n_steps)) if n_steps else None
 
     def __call__(self, batches: list[Batch]) -> float:
         """One step; returns its loss."""
@@ -81,6 +91,8 @@ class ReferenceStep:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), BENCH_MAX_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
         return loss.item()
 
 

@@ -38,16 +38,17 @@ class SideBySide:
     batches: list[Batch]
     device: torch.device
 
-    @staticmethod
-    def their_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    def their_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """transformers' loss on bertkit's batch: MLM, plus NSP where the run trains it."""
         labels = torch.full_like(batch["input_ids"], -100)
         labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
+        nsp_labels = batch["nsp_labels"] if self.task.settings.nsp else None
         return model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             token_type_ids=batch["token_type_ids"],
             labels=labels,
-            next_sentence_label=batch["nsp_labels"],
+            next_sentence_label=nsp_labels,
         ).loss
 
 
@@ -122,7 +123,7 @@ def dropout_curves(
         config = RunConfig.from_json(config_path, settings, {"task": "pretrain"})
         pair = side_by_side(config, steps, "cpu")
         ours, theirs = [], []
-        reference = ReferenceStep(pair.theirs, pair.their_loss, None, pair.device)
+        reference = ReferenceStep(pair.theirs, pair.their_loss, None, pair.device, steps)
         with bertkit_step(pair.task, pair.ours, pair.device, "fp32", steps) as step:
             for batch in pair.batches:
                 ours.append(step([batch]).loss)
