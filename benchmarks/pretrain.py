@@ -23,6 +23,7 @@ from bertkit.config import RunConfig
 from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import Precision, pick_device
 from bertkit.model.bert import set_unpad
+from bertkit.model.dropout import set_dropout
 from bertkit.run import build_task
 from bertkit.tasks.base import Task
 
@@ -62,9 +63,7 @@ def side_by_side(config: RunConfig, n_batches: int, device: str | None) -> SideB
     ours = task.build_model()
     theirs = transformers_copy(ours, BertForPreTraining)
     if task.settings.dropout is not None:  # the saved config keeps the model's own dropout: give theirs the run's
-        for module in theirs.modules():
-            if isinstance(module, nn.Dropout):
-                module.p = task.settings.dropout
+        set_dropout(theirs, task.settings.dropout)
     set_unpad(ours, config.train.unpad)
     for model in (ours, theirs):
         model.to(target).train()

@@ -52,9 +52,10 @@ class Dropout(nn.Module):
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
-    """Every dropout of a bertkit model, hidden and attention, at `p` (its config keeps the saved values)."""
+    """Every dropout of a model, hidden and attention, at `p` (its config keeps the saved values): bertkit's own,
+    and torch's `nn.Dropout` (as in a transformers copy of the model)."""
     for module in model.modules():
-        if isinstance(module, Dropout):
+        if isinstance(module, (Dropout, nn.Dropout)):
             module.p = p
         if hasattr(module, "p_drop_attn"):
             module.p_drop_attn = p
