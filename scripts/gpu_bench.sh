@@ -7,6 +7,9 @@
 #   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: JSON results land in $OUT (or runs/)
 #   scripts/gpu_bench.sh korean M  there: the Korean BERT pretrained for M minutes (bf16), then fine-tuned on NSMC
 #                                  with 3 seeds at once; the model and the runs' records land in runs/
+#   scripts/gpu_bench.sh nsmc M...  there: fine-tunes each model (a directory, or an architecture JSON to start from
+#                                  random weights) on NSMC in fp32, 3 seeds each, all at once; accuracies in
+#                                  $OUT/nsmc_gpu.json
 # The GPU machine's python3 already holds torch, transformers, tokenizers, safetensors and tqdm.
 set -euo pipefail
 case "${1:-}" in
@@ -41,15 +44,32 @@ korean)
     --set pretrain.prepared=.gpu/nsmc_corpus --set output_dir=runs/pretrain_nsmc_gpu --set train.max_minutes="$2" \
     --set train.batch_size=256 --set train.lr=1e-3 --set train.total_steps=1000000 --set train.n_epochs=1000 \
     --set train.save_steps=1000
-  for seed in 42 43 44; do
-    python3 -m bertkit train configs/nsmc_small_ko.json --set model=runs/pretrain_nsmc_gpu/model \
-      --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="runs/nsmc_gpu_$seed" \
-      --set train.seed="$seed" > "runs/nsmc_gpu_$seed.log" 2>&1 &
+  "$0" nsmc runs/pretrain_nsmc_gpu/model
+  ;;
+nsmc)
+  export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  shift
+  mkdir -p runs
+  # fp32: bf16 autocast on CUDA makes steps of ever-changing length several times slower.
+  for model in "$@"; do
+    for seed in 42 43 44; do
+      run="runs/nsmc_gpu_$(basename "$model" .json)_$seed"
+      python3 -m bertkit train configs/nsmc_small_ko.json --set model="$model" --set tokenizer=.gpu/vocab_nsmc \
+        --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="$run" \
+        --set train.seed="$seed" --set train.precision=fp32 > "$run.log" 2>&1 &
+    done
   done
   wait
+  for log in runs/nsmc_gpu_*.log; do echo "$log: $(tail -c 200 "$log" | tr '\r' '\n' | tail -2)"; done
+  python3 - "${OUT:-runs}/nsmc_gpu.json" <<'PY'
+import glob, json, sys
+results = {path: json.load(open(path)) for path in sorted(glob.glob("runs/nsmc_gpu_*/results.json"))}
+json.dump(results, open(sys.argv[1], "w"), indent=1)
+print(json.dumps(results, indent=1))
+PY
   ;;
 *)
-  echo "usage: $0 prepare|run|korean MINUTES" >&2
+  echo "usage: $0 prepare|run|korean MINUTES|nsmc MODEL..." >&2
   exit 2
   ;;
 esac

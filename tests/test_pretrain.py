@@ -155,7 +155,9 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
     assert results["steps"] == 56 and "dev_nsp_accuracy" in results
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "batch_mlm_accuracy" in records[0] and "batch_nsp_accuracy" in records[0]
-    assert any("mlm_loss" in r and "nsp_accuracy" in r for r in records if r["kind"] == "eval")
+    evaluations = [r for r in records if r["kind"] == "eval"]
+    assert all("mlm_loss" in r and "nsp_accuracy" in r for r in evaluations)
+    assert results["best_dev_step"] == min(evaluations, key=lambda r: r["loss"])["step"]  # by dev loss
 
     from bertkit.model.heads import BertForPreTraining as Ours
 
@@ -249,6 +251,11 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
     curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert len(curves["mean_difference_per_seed"]) == 2 and curves["steps"] == 4
     assert abs(curves["mean_difference"]) < 0.5 and curves["seed_spread"]["bertkit"] > 0
+    # with dropout off the two are stepped alike (loss terms, learning rate): their curves agree to rounding
+    command = ["bench", "dropout", str(tmp_path / "pretrain.json"), "--steps", "4", "--seeds", "1"]
+    assert main([*command, "--set", "pretrain.dropout=0"]) == 0
+    curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert abs(curves["mean_difference"]) < 1e-4
 
 
 def cycle_corpus(tmp_path: Path) -> tuple[dict, float]:

@@ -56,12 +56,13 @@ class Splits:
 
 
 class Task(ABC):
-    """`main_metric` (higher is better) picks the best checkpoint and drives early stopping; `metrics()`
-    results hold it and "loss"."""
+    """`main_metric` (higher is better, unless `higher_is_better` says otherwise) picks the best checkpoint and
+    drives early stopping; `metrics()` results hold it and "loss"."""
 
     name: ClassVar[str]
     settings_type: ClassVar[type]  # the dataclass of the task's section of a run config
     main_metric: str
+    higher_is_better: ClassVar[bool] = True
 
     def __init__(self, settings: Any, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
         self.settings = settings

@@ -260,7 +260,8 @@ class Trainer:
                 }
             )
             log.info("step %d: dev %s %.4f, loss %.4f", progress.step, self.task.main_metric, score, metrics["loss"])
-            if progress.best is None or score > progress.best:
+            higher = self.task.higher_is_better
+            if progress.best is None or (score > progress.best if higher else score < progress.best):
                 progress.best, progress.best_step, progress.evals_since_best = score, progress.step, 0
                 save_model()
             else:
