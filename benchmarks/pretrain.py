@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.common import (
@@ -40,17 +41,18 @@ class SideBySide:
     device: torch.device
 
     def their_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """transformers' loss on bertkit's batch: MLM, plus NSP where the run trains it."""
-        labels = torch.full_like(batch["input_ids"], -100)
-        labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
-        nsp_labels = batch["nsp_labels"] if self.task.settings.nsp else None
-        return model(
+        """transformers' loss on bertkit's batch: MLM at the masked positions, plus NSP where the run trains it
+        (computed here: `BertForPreTraining` gives a loss only when it has both kinds of labels)."""
+        out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             token_type_ids=batch["token_type_ids"],
-            labels=labels,
-            next_sentence_label=nsp_labels,
-        ).loss
+        )
+        logits = out.prediction_logits.flatten(0, 1)[batch["masked_positions"]]
+        loss = F.cross_entropy(logits.float(), batch["mlm_labels"])
+        if self.task.settings.nsp:
+            loss = loss + F.cross_entropy(out.seq_relationship_logits.float(), batch["nsp_labels"])
+        return loss
 
 
 def side_by_side(config: RunConfig, n_batches: int, device: str | None) -> SideBySide:

@@ -251,11 +251,13 @@ def test_pretrain_bench_times_both_libraries_and_gives_mfu(tmp_path, tokenizer, 
     curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert len(curves["mean_difference_per_seed"]) == 2 and curves["steps"] == 4
     assert abs(curves["mean_difference"]) < 0.5 and curves["seed_spread"]["bertkit"] > 0
-    # with dropout off the two are stepped alike (loss terms, learning rate): their curves agree to rounding
-    command = ["bench", "dropout", str(tmp_path / "pretrain.json"), "--steps", "4", "--seeds", "1"]
-    assert main([*command, "--set", "pretrain.dropout=0"]) == 0
-    curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
-    assert abs(curves["mean_difference"]) < 1e-4
+    # with dropout off the two are stepped alike (loss terms, learning rate): their curves agree to rounding,
+    # with NSP and without
+    for nsp in ("true", "false"):
+        command = ["bench", "dropout", str(tmp_path / "pretrain.json"), "--steps", "4", "--seeds", "1"]
+        assert main([*command, "--set", "pretrain.dropout=0", "--set", f"pretrain.nsp={nsp}"]) == 0
+        curves = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+        assert abs(curves["mean_difference"]) < 1e-4
 
 
 def cycle_corpus(tmp_path: Path) -> tuple[dict, float]:
