@@ -41,17 +41,19 @@ class SideBySide:
     device: torch.device
 
     def their_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """transformers' loss on bertkit's batch: MLM at the masked positions, plus NSP where the run trains it
-        (computed here: `BertForPreTraining` gives a loss only when it has both kinds of labels)."""
+        """transformers' loss on bertkit's batch, computed as `BertForPreTraining` computes it (cross-entropy
+        over every position's logits, unmasked ones ignored), MLM plus NSP where the run trains it: the model
+        gives a loss only when it has both kinds of labels."""
         out = model(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             token_type_ids=batch["token_type_ids"],
         )
-        logits = out.prediction_logits.flatten(0, 1)[batch["masked_positions"]]
-        loss = F.cross_entropy(logits.float(), batch["mlm_labels"])
+        labels = torch.full_like(batch["input_ids"], -100)
+        labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
+        loss = F.cross_entropy(out.prediction_logits.flatten(0, 1), labels.flatten())
         if self.task.settings.nsp:
-            loss = loss + F.cross_entropy(out.seq_relationship_logits.float(), batch["nsp_labels"])
+            loss = loss + F.cross_entropy(out.seq_relationship_logits, batch["nsp_labels"])
         return loss
 
 
