@@ -59,7 +59,31 @@ def test_trained_tokenizer_keeps_hangul_and_specials(tmp_path):
     assert again.vocab == tokenizer.vocab
     saved = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
     specials = {t["content"]: t["id"] for t in saved["added_tokens"] if t["special"]}
-    assert specials == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+    assert list(specials) == SPECIALS and list(specials.values()) == list(range(len(SPECIALS)))
+
+
+def test_scrub_placeholders_are_whole_tokens_of_a_trained_vocabulary(tmp_path):
+    """A scrubbed corpus holds [EMAIL], [PHONE], ...: a vocabulary trained on it keeps each one token, in
+    bertkit, after saving, and in transformers."""
+    from transformers import AutoTokenizer
+
+    from bertkit.scrub import PLACEHOLDERS
+
+    lines = [f"{line} [EMAIL] [PHONE]로 연락" for line in korean_lines(500)]
+    tokenizer = train_tokenizer(lines, vocab_size=120, progress=False)
+    tokenizer.save_pretrained(tmp_path)
+    text = "메일은 [EMAIL], 전화는 [PHONE]로 [URL]"
+    for loaded in (tokenizer, Tokenizer.from_pretrained(tmp_path)):
+        assert all(placeholder in loaded.vocab for placeholder in PLACEHOLDERS)
+        assert {"[EMAIL]", "[PHONE]", "[URL]"} <= set(loaded.tokenize(text))
+    assert AutoTokenizer.from_pretrained(tmp_path)(text)["input_ids"] == tokenizer.encode(text).ids
+
+
+def test_corpus_scrub_refuses_a_vocabulary_that_would_split_the_placeholders(tmp_path, capsys, minilm_dir):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("write to a@b.com\n", encoding="utf-8")
+    code = main(["corpus", str(corpus), "--tokenizer", str(minilm_dir), "--out", str(tmp_path / "c"), "--scrub"])
+    assert code == 2 and "scrub placeholders" in capsys.readouterr().err
 
 
 def test_lowercase_and_strip_accents_keep_hangul_composed():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import logging
 import math
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,31 +92,68 @@ def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
     return value
 
 
-def build_section(cls: type, data: dict[str, Any], source: str, prefix: str = "") -> Any:
+def unknown_key(key: str, known: typing.Iterable[str], source: str, prefix: str = "") -> UserError:
+    """The error for a key no section has: the section's keys, and the closest of them when one is close."""
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
+    section = f"the {prefix[:-1]!r} section's" if prefix else "top-level"
+    return UserError(f"{source}: unknown key '{prefix}{key}' ({hint}{section} keys: {', '.join(known)})")
+
+
+def _origin(key: str, source: str, set_keys: typing.AbstractSet[str]) -> str:
+    """Where a key's value came from: a `--set` on the command line, or the file."""
+    if any(k == key or k.startswith(key + ".") for k in set_keys):
+        return f"--set {key}"
+    return source
+
+
+def build_section(
+    cls: type,
+    data: dict[str, Any],
+    source: str,
+    prefix: str = "",
+    extra_keys: tuple = (),
+    set_keys: typing.AbstractSet[str] = frozenset(),
+) -> Any:
     """A config dataclass from a JSON object: unknown keys, wrong types and impossible values name the key and
-    the file."""
+    the file (or the `--set` among `set_keys` that gave it). `extra_keys` are known to the message (sections
+    read elsewhere)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            raise UserError(f"{source}: unknown key '{prefix}{key}' (known keys: {', '.join(sorted(names))})")
-    values = {key: _check_type(value, hints[key], prefix + key, source) for key, value in data.items()}
+            raise unknown_key(key, names | set(extra_keys), _origin(prefix + key, source, set_keys), prefix)
+    values = {
+        key: _check_type(value, hints[key], prefix + key, _origin(prefix + key, source, set_keys))
+        for key, value in data.items()
+    }
     config = cls(**values)
     if validate := getattr(config, "validate", None):
         validate(source)
     return config
 
 
-def _read_json(path: str | Path) -> dict[str, Any]:
+def read_json(path: str | Path, top: type = dict) -> Any:
+    """A JSON file whose top level is a `top` (an object, or a list); a missing, unreadable, non-UTF-8 or
+    malformed file is a user error naming it (and the line)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (a JSON file is expected)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object at the top level")
+    except RecursionError:
+        raise UserError(f"{path}: invalid JSON (nested too deeply)") from None
+    if not isinstance(data, top):
+        raise UserError(f"{path}: expected a JSON {'object' if top is dict else 'list'} at the top level")
     return data
 
 
@@ -199,7 +238,7 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ModelConfig:
-        return cls.from_dict(_read_json(path), source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_hf_dict(self, architecture: str = "BertModel") -> dict[str, Any]:
         data: dict[str, Any] = {"architectures": [architecture], "model_type": "bert"}
@@ -272,7 +311,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(_read_json(path), source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -328,9 +367,19 @@ class RunConfig:
             raise UserError(f"{source}: key 'max_len' must be positive, got {self.max_len}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
-        from bertkit.tasks import TASKS  # the tasks' settings types; the tasks themselves import this module
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        source: str = "config",
+        task_settings: dict[str, type] | None = None,
+        set_keys: typing.AbstractSet[str] = frozenset(),
+    ) -> RunConfig:
+        """`task_settings` maps each task's name to the dataclass of its section (the task registry's, given
+        by whoever assembles the run); `set_keys` are the keys a `--set` gave, for the messages."""
+        if task_settings is None:
+            from bertkit.tasks import TASKS  # the tasks import this module
 
+            task_settings = {name: task.settings_type for name, task in TASKS.items()}
         data = dict(data)
         for old, new in MOVED_KEYS.items():
             section, _, key = old.rpartition(".")
@@ -338,32 +387,38 @@ class RunConfig:
             if isinstance(holder, dict) and key in holder:
                 raise UserError(f"{source}: key '{old}' is now '{new}' (the task's own section); move it there")
         name = data.get("task", cls.task)
-        if not isinstance(name, str) or name not in TASKS:
-            raise UserError(f"{source}: unknown task {name!r} (known: {', '.join(TASKS)})")
-        task_section = data.pop(name, {})
-        settings = build_section(
-            TASKS[name].settings_type, _section(task_section, name, source), source, prefix=f"{name}."
-        )
+        if not isinstance(name, str) or name not in task_settings:
+            close = difflib.get_close_matches(str(name), task_settings, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            where = _origin("task", source, set_keys)
+            raise UserError(f"{where}: unknown task {name!r} ({hint}known: {', '.join(task_settings)})")
+        section = functools.partial(build_section, source=source, set_keys=set_keys)
+        settings = section(task_settings[name], _section(data.pop(name, {}), name, source), prefix=f"{name}.")
         train = data.pop("train", {})
         if isinstance(train, str):  # the path of a classic train file
             train_config = TrainConfig.from_json(train)
         else:
-            train_config = build_section(TrainConfig, _section(train, "train", source), source, prefix="train.")
-        data_config = build_section(DataConfig, _section(data.pop("data", {}), "data", source), source, prefix="data.")
+            train_config = section(TrainConfig, _section(train, "train", source), prefix="train.")
+        data_config = section(DataConfig, _section(data.pop("data", {}), "data", source), prefix="data.")
         if "settings" in data:
             raise UserError(f"{source}: unknown key 'settings' (the task's settings go under '{name}')")
-        config = build_section(cls, data, source)
+        config = section(cls, data, extra_keys=("data", "train", name))
         return dataclasses.replace(config, train=train_config, data=data_config, settings=settings)
 
     @classmethod
     def from_json(
-        cls, path: str | Path, overrides: list[str] = (), defaults: dict[str, Any] | None = None
+        cls,
+        path: str | Path,
+        overrides: Sequence[str] = (),
+        defaults: dict[str, Any] | None = None,
+        task_settings: dict[str, type] | None = None,
     ) -> RunConfig:
         """The config of a JSON file, after `overrides` (`--set key=value`); `defaults` fill absent keys."""
-        data = {**(defaults or {}), **_read_json(path)}
+        data = {**(defaults or {}), **read_json(path)}
         for assignment in overrides:
             apply_override(data, assignment)
-        return cls.from_dict(data, source=str(path))
+        set_keys = {assignment.partition("=")[0] for assignment in overrides}
+        return cls.from_dict(data, str(path), task_settings, set_keys)
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
@@ -390,7 +445,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     target = data
     for section in sections:
         if isinstance(target.get(section), str):
-            target[section] = _read_json(target[section])
+            target[section] = read_json(target[section])
         target = target.setdefault(section, {})
         if not isinstance(target, dict):
             raise UserError(f"--set {assignment!r}: {section!r} is not a section")

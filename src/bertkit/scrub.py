@@ -82,6 +82,10 @@ def placeholder(kind: str) -> str:
     return f"[{kind}]"
 
 
+# Special tokens of every vocabulary `bertkit tokenizer train` learns.
+PLACEHOLDERS = [placeholder(kind) for kind in KINDS]
+
+
 def scrub(text: str, counts: Counter | None = None) -> str:
     """`text` with every identifier replaced by its placeholder; `counts` (kind -> hits) is updated."""
     for kind, pattern, check in RULES:

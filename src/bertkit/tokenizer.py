@@ -13,6 +13,7 @@ marks, NFC, which recomposes Hangul and leaves it intact.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import threading
 import unicodedata
@@ -23,6 +24,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as FastTokenizer
 
+from bertkit.config import read_json
 from bertkit.errors import UserError
 from bertkit.io import write_atomic
 
@@ -58,10 +60,17 @@ class Encoding:
 def read_vocab(path: Path) -> dict[str, int]:
     if not path.is_file():
         raise UserError(f"{path}: vocabulary file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 text (a vocabulary is one token a line)") from None
     vocab: dict[str, int] = {}
-    with path.open(encoding="utf-8") as lines:
-        for index, line in enumerate(lines):
-            vocab.setdefault(line.rstrip("\n"), index)
+    for index, line in enumerate(io.StringIO(text, newline=None)):  # line ends read as a text file's
+        vocab.setdefault(line.rstrip("\n"), index)
+    if not vocab:
+        raise UserError(f"{path}: the vocabulary is empty")
     return vocab
 
 
@@ -158,6 +167,7 @@ class Tokenizer:
         tokenize_chinese_chars: bool = True,
         model_max_length: int = 512,
         special_tokens: dict[str, str] | None = None,
+        extra_special_tokens: Sequence[str] = (),
     ) -> None:
         self.vocab = vocab
         self.lowercase = lowercase
@@ -170,6 +180,8 @@ class Tokenizer:
         for role, token in self.special_tokens.items():
             if token not in vocab:
                 raise UserError(f"vocabulary has no {role} {token!r}")
+        # Tokens of the vocabulary that are never split, beyond the five roles (the scrub placeholders).
+        self.extra_special_tokens = [token for token in extra_special_tokens if token in vocab]
         self.cls_id, self.sep_id, self.pad_id, self.unk_id, self.mask_id = (
             vocab[self.special_tokens[role]]
             for role in ("cls_token", "sep_token", "pad_token", "unk_token", "mask_token")
@@ -207,9 +219,8 @@ class Tokenizer:
         )
         fast.decoder = decoders.WordPiece(prefix="##")
         # Special tokens written in the text are recognised whole, as Google's and transformers' do.
-        fast.add_special_tokens(
-            [AddedToken(token, special=True, normalized=False) for token in self.special_tokens.values()]
-        )
+        specials = [*self.special_tokens.values(), *self.extra_special_tokens]
+        fast.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
         return fast
 
     @property
@@ -224,15 +235,24 @@ class Tokenizer:
         settings: dict = {}
         config_path = directory / "tokenizer_config.json"
         if config_path.is_file():
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-            settings["lowercase"] = saved.get("do_lower_case", True)
-            settings["strip_accents"] = saved.get("strip_accents")
-            settings["keep_hangul"] = saved.get("bertkit_keep_hangul")
-            settings["tokenize_chinese_chars"] = saved.get("tokenize_chinese_chars", True)
-            max_length = saved.get("model_max_length", 512)
+            saved = read_json(config_path)
+
+            def value(key: str, default, kind: type | tuple[type, ...]):
+                found = saved.get(key, default)
+                if found is not None and not isinstance(found, kind):
+                    raise UserError(f"{config_path}: key {key!r} has the wrong type ({type(found).__name__})")
+                return found
+
+            settings["lowercase"] = value("do_lower_case", True, bool)
+            settings["strip_accents"] = value("strip_accents", None, bool)
+            settings["keep_hangul"] = value("bertkit_keep_hangul", None, bool)
+            settings["tokenize_chinese_chars"] = value("tokenize_chinese_chars", True, bool)
+            max_length = value("model_max_length", 512, (int, float))
             # transformers writes a huge sentinel when a model declares no limit.
-            settings["model_max_length"] = max_length if max_length < 1_000_000 else 512
-            settings["special_tokens"] = {role: saved.get(role, token) for role, token in SPECIAL_TOKENS.items()}
+            settings["model_max_length"] = int(max_length) if 0 < max_length < 1_000_000 else 512
+            settings["special_tokens"] = {role: value(role, token, str) for role, token in SPECIAL_TOKENS.items()}
+            extra = value("additional_special_tokens", [], list)
+            settings["extra_special_tokens"] = [token for token in extra or [] if isinstance(token, str)]
         settings.update(overrides)
         return cls(vocab, **settings)
 
@@ -251,10 +271,14 @@ class Tokenizer:
             "model_max_length": self.model_max_length,
             # The Hangul-safe accent stripping has no transformers setting; tokenizer.json carries it exactly.
             "bertkit_keep_hangul": self.keep_hangul,
+            # This class returns only the inputs named here; BERT needs the segment ids of a pair.
+            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
             **self.special_tokens,
+            "additional_special_tokens": self.extra_special_tokens,
         }
         write_atomic(directory / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False))
-        write_atomic(directory / "special_tokens_map.json", json.dumps(self.special_tokens, indent=2))
+        special_map = {**self.special_tokens, "additional_special_tokens": self.extra_special_tokens}
+        write_atomic(directory / "special_tokens_map.json", json.dumps(special_map, indent=2))
         write_atomic(directory / "tokenizer.json", self._fast.to_str(pretty=True))
 
     def tokenize(self, text: str) -> list[str]:

@@ -31,13 +31,16 @@ import numpy as np
 from tqdm import tqdm
 
 from bertkit.errors import UserError
+from bertkit.scrub import PLACEHOLDERS
 from bertkit.tokenizer import SPECIAL_TOKENS, Tokenizer, build_normalizer, build_pre_tokenizer
 
 log = logging.getLogger("bertkit")
 
 PREFIX = "##"
 # [PAD] first so that the padding id is 0, as every BERT vocabulary has it.
-SPECIALS = [SPECIAL_TOKENS[role] for role in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")]
+ROLES = [SPECIAL_TOKENS[role] for role in ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token")]
+# The scrub placeholders ([EMAIL], ...) are whole tokens too, so that a scrubbed corpus keeps them unsplit.
+SPECIALS = ROLES + PLACEHOLDERS
 
 
 def count_words(lines: Iterable[str], lowercase: bool, strip_accents: bool) -> Counter:
@@ -251,7 +254,11 @@ def train_tokenizer(
     log.info("%d distinct words, %d in all", len(words), sum(words.values()))
     vocab = learn_pieces(words, vocab_size, min_frequency, coverage, progress)
     return Tokenizer(
-        {token: i for i, token in enumerate(vocab)}, lowercase=lowercase, strip_accents=strip_accents, keep_hangul=True
+        {token: i for i, token in enumerate(vocab)},
+        lowercase=lowercase,
+        strip_accents=strip_accents,
+        keep_hangul=True,
+        extra_special_tokens=PLACEHOLDERS,
     )
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
-from bertkit.scrub import scrub
+from bertkit.scrub import PLACEHOLDERS, scrub
 from bertkit.tokenizer import Tokenizer
 
 FORMATS = ("sentences", "documents")
@@ -118,6 +118,11 @@ def prepare_corpus(
     shard_tokens: int = SHARD_TOKENS,
 ) -> dict:
     """Tokenise `paths` into shards under `out_dir` (replaced atomically); returns the corpus.json content."""
+    if scrub_pii and (missing := [t for t in PLACEHOLDERS if t not in tokenizer.extra_special_tokens]):
+        raise UserError(
+            f"the tokenizer does not keep the scrub placeholders whole ({', '.join(missing)} are not special "
+            "tokens of its vocabulary); train one with `bertkit tokenizer train`, which adds them"
+        )
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
     pii: Counter = Counter()
     with atomic_directory(out_dir) as tmp:
