@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,11 +55,12 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_where_its_matmuls_pay(monkeypat
 
 def test_a_resumed_auto_run_keeps_the_precision_it_started_in(tmp_path, monkeypatch):
     setup = make_setup(tmp_path)
-    setup["train"].update(total_steps=4, save_steps=2, precision="auto")
+    setup["train"].update(total_steps=6, save_steps=2, keep_checkpoints=3, precision="auto")
     monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 5.0)  # `auto` picks bf16
     train(RunConfig.from_dict(setup))
+    for later in ("step-00000004", "step-00000006"):  # as if the run had stopped after step 2
+        shutil.rmtree(Path(setup["output_dir"]) / "checkpoints" / later)
     monkeypatch.setattr(bertkit.device, "cpu_bf16_speedup", lambda: 1.0)  # the probe now says fp32
-    setup["train"]["total_steps"] = 6
     train(RunConfig.from_dict(setup), resume=True)
     state = torch.load(Path(setup["output_dir"]) / "checkpoints" / "step-00000006" / "trainer_state.pt")
     assert state["progress"]["precision"] == "bf16"

@@ -30,14 +30,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = RunConfig.from_json(args.config, args.set, defaults)
     if args.command == "pretrain" and config.task != "pretrain":
         raise UserError(f"{args.config}: task {config.task!r}; `bertkit pretrain` runs task pretrain")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in output_dir, --overwrite replaces it: give one of them")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.seeds > 1 and args.resume:
+        raise UserError("--resume continues one run; resume each seed's run (output_dir/seed-N) on its own")
     if args.seeds > 1:
-        summary = run_seeds(config, args.seeds)
+        summary = run_seeds(config, args.seeds, args.overwrite)
         for key, value in summary.items():
             if key.startswith(("test_", "dev_")) or key == "train_tokens_per_s":
                 each = ", ".join(f"{v:.4f}" for v in value["values"])
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
         return
-    results = run(config, resume=args.resume)
+    results = run(config, resume=args.resume, overwrite=args.overwrite)
     if results:  # rank 0's alone under torchrun
         print(to_json(results, indent=1) + f"\nmodel: {Path(config.output_dir) / 'model'}")
 
@@ -165,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     config = RunConfig.from_json(Path(__file__).parent / "demo.json", args.set)
     files = bbc_news(Path(config.output_dir) / "data")
     config.data.train, config.data.dev, config.data.test = (str(files[s]) for s in ("train", "dev", "test"))
-    results = run(config)
+    results = run(config, overwrite=True)  # the demo is one fixed job: running it again replaces it
     run_dir = Path(config.output_dir)
     print(
         f"\nBBC News topics, all-MiniLM-L6-v2 fine-tuned: test accuracy {results['test_accuracy']:.2%} "
@@ -262,7 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config value, e.g. --set train.lr=3e-5 --set classify.text=sentence",
         )
-        train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+        train.add_argument(
+            "--resume", action="store_true", help="continue the run in output_dir from its last checkpoint"
+        )
+        train.add_argument(
+            "--overwrite", action="store_true", help="replace the run in output_dir (its outputs are removed)"
+        )
         train.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean ± sd")
         train.set_defaults(run=cmd_train)
 

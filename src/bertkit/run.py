@@ -17,12 +17,13 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import statistics
 from pathlib import Path
 
 import torch
 
-from bertkit.config import ModelConfig, RunConfig
+from bertkit.config import ModelConfig, RunConfig, read_json
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
@@ -79,11 +80,68 @@ def check_before_work(config: RunConfig) -> None:
         raise UserError(f"key 'max_len' ({config.max_len}) is above the {positions} positions of the model {model}")
 
 
-def run(config: RunConfig, resume: bool = False) -> dict:
+# What a run writes into its directory; a directory holding any of them belongs to a run.
+RUN_FILES = ("run_config.json", "checkpoints", "model", "metrics.jsonl", "results.json")
+RUN_OUTPUTS = (*RUN_FILES, "curves.png", "dev_metrics.json", "test_metrics.json", "seeds_summary.json")
+RUN_OUTPUT_PATTERNS = ("*_confusion_matrix.json", "*_confusion_matrix.png")
+# Keys a resumed run may change: where it runs and what it reports, never what it trains.
+RESUME_FREE_KEYS = {"output_dir", "device", "train.log_steps", "train.eval_batch_size", "train.keep_checkpoints"}
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "id2label":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def claim_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
+    """A run directory belongs to one run: a new run into one that holds a run is refused unless `overwrite`
+    (which removes that run's outputs, and nothing else); `resume` continues it only with the same training
+    settings."""
+    run_dir = Path(config.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"key 'output_dir': {run_dir} is a file, not a directory")
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not held:
+        return
+    if overwrite:
+        for path in [run_dir / name for name in RUN_OUTPUTS] + [
+            p for g in RUN_OUTPUT_PATTERNS for p in run_dir.glob(g)
+        ]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        log.info("%s: the earlier run's outputs removed (--overwrite)", run_dir)
+        return
+    if not resume:
+        raise UserError(
+            f"{run_dir}: holds a run already ({', '.join(held)}); --resume continues it, --overwrite replaces it, "
+            "or set another output_dir"
+        )
+    if (run_dir / "run_config.json").is_file():
+        before, now = _flat(read_json(run_dir / "run_config.json")), _flat(config.to_dict())
+        changed = sorted(
+            k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_FREE_KEYS
+        )
+        if changed:
+            raise UserError(
+                f"{run_dir}: --resume with other training settings than the run's own ({', '.join(changed)}); "
+                "resume with its run_config.json, or start a new run (--overwrite, or another output_dir)"
+            )
+
+
+def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train as `config` says; returns the scalar results (dev and test metrics of the best model, speed).
     Under torchrun every process trains its share (`train/distributed.py`); rank 0 evaluates the best model
-    and writes, and the others return nothing (an empty dict)."""
+    and writes, and the others return nothing (an empty dict). A directory that holds a run is refused
+    unless the run resumes (with the same settings) or `overwrite` replaces it."""
     check_before_work(config)
+    claim_run_dir(config, resume, overwrite)
     run_dir = Path(config.output_dir)
     device = pick_device(config.device)
     processes = Processes.start(device, config.train.batch_size, config.train.fsdp)
@@ -129,7 +187,7 @@ def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, p
     return results
 
 
-def run_seeds(config: RunConfig, n_seeds: int) -> dict:
+def run_seeds(config: RunConfig, n_seeds: int, overwrite: bool = False) -> dict:
     """Repeat a run with seeds seed, seed+1, ...; each in its own folder; mean and sd per metric."""
     runs = []
     for offset in range(n_seeds):
@@ -137,7 +195,7 @@ def run_seeds(config: RunConfig, n_seeds: int) -> dict:
         run_config = dataclasses.replace(
             config, output_dir=f"{config.output_dir}/seed-{seed}", train=dataclasses.replace(config.train, seed=seed)
         )
-        runs.append(run(run_config))
+        runs.append(run(run_config, overwrite=overwrite))
     summary = {}
     for key in runs[0]:
         values = [run[key] for run in runs if isinstance(run.get(key), (int, float))]

@@ -16,6 +16,7 @@ so memory use does not grow with the corpus.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertkit.config import read_json
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
 from bertkit.scrub import PLACEHOLDERS, scrub
@@ -109,6 +111,23 @@ class _ShardWriter:
         self.files = {}
 
 
+def vocab_fingerprint(tokenizer: Tokenizer) -> str:
+    """The SHA-256 of the vocabulary's tokens in id order: ids of shards mean tokens of this vocabulary only."""
+    ordered = sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__)
+    return hashlib.sha256("\n".join(ordered).encode("utf-8")).hexdigest()
+
+
+def stale_because(meta: dict, paths: Sequence[str | Path], fmt: str, scrub_pii: bool, tokenizer: Tokenizer) -> str:
+    """Why a prepared corpus is not what `prepare_corpus` would make of these settings ("" when it is)."""
+    if meta.get("sources") != [str(p) for p in paths]:
+        return f"it was prepared from {', '.join(meta.get('sources') or [])}"
+    if meta.get("format") != fmt or (meta.get("scrubbed") is not None) != scrub_pii:
+        return "it was prepared with another format or scrub setting"
+    if meta.get("vocab_sha256", vocab_fingerprint(tokenizer)) != vocab_fingerprint(tokenizer):
+        return "it was prepared with another vocabulary"
+    return ""
+
+
 def prepare_corpus(
     paths: Sequence[str | Path],
     tokenizer: Tokenizer,
@@ -144,6 +163,7 @@ def prepare_corpus(
             "format": fmt,
             "scrubbed": dict(pii) if scrub_pii else None,
             "vocab_size": tokenizer.vocab_size,
+            "vocab_sha256": vocab_fingerprint(tokenizer),
             "dtype": dtype.name,
             "shards": writer.shards,
             **writer.totals,
@@ -187,7 +207,7 @@ class Corpus:
         meta_path = self.directory / META
         if not meta_path.is_file():
             raise UserError(f"{self.directory}: not a prepared corpus (no {META})")
-        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.meta = read_json(meta_path)
         dtype = np.dtype(self.meta["dtype"])
         self.shards = [
             Shard(

@@ -26,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import read_json
 from bertkit.data.batching import Batch, Example
-from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus
+from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus, stale_because
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
@@ -120,6 +121,15 @@ class PretrainTask(Task):
         """Tokenise the corpus into shards unless it is prepared already, and set aside the dev documents."""
         settings = self.settings
         corpus_dir = Path(settings.prepared or Path(output_dir) / "corpus")
+        if (corpus_dir / META).is_file() and settings.files:
+            why = stale_because(
+                read_json(corpus_dir / META), settings.files, settings.format, settings.scrub, self.tokenizer
+            )
+            if why and settings.prepared:
+                raise UserError(f"key 'pretrain.prepared': {corpus_dir} does not match 'pretrain.files': {why}")
+            if why:
+                log.info("%s: prepared again (%s)", corpus_dir, why)
+                (corpus_dir / META).unlink()
         if not (corpus_dir / META).is_file():
             if not settings.files:
                 raise UserError(f"config: key 'pretrain.files' is required ({corpus_dir} holds no prepared corpus)")
