@@ -36,6 +36,21 @@ def classifier_dir(tmp_path_factory) -> Path:
     return Path(setup["output_dir"]) / "model"
 
 
+@pytest.fixture(scope="session")
+def tagger_dir(tmp_path_factory) -> Path:
+    """A tiny tagger, trained two steps (for input-handling tests)."""
+    from tiny import make_tag_setup
+
+    from bertkit.config import RunConfig
+    from bertkit.run import run
+
+    root = tmp_path_factory.mktemp("tagger")
+    setup = make_tag_setup(root, n_train=16)
+    setup["train"]["total_steps"] = 2
+    run(RunConfig.from_dict(setup))
+    return Path(setup["output_dir"]) / "model"
+
+
 @pytest.fixture
 def small_config() -> ModelConfig:
     return ModelConfig(**SMALL)

@@ -191,6 +191,8 @@ class ModelConfig:
                 raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
         if self.dim % self.n_heads:
             raise UserError(f"{source}: key 'dim' ({self.dim}) must be divisible by 'n_heads' ({self.n_heads})")
+        if not self.layer_norm_eps > 0 or self.initializer_range < 0:
+            raise UserError(f"{source}: keys 'layer_norm_eps' (> 0) and 'initializer_range' (>= 0) are out of range")
         for key in ("p_drop_hidden", "p_drop_attn"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise UserError(f"{source}: key '{key}' must be in [0, 1), got {getattr(self, key)}")
@@ -298,6 +300,13 @@ class TrainConfig:
                 raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
         if self.lr <= 0:
             raise UserError(f"{source}: key 'lr' must be positive, got {self.lr}")
+        if not 0 <= self.seed < 2**31:
+            raise UserError(f"{source}: key 'seed' must be in [0, 2^31), got {self.seed}")
+        for key in ("weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise UserError(f"{source}: key '{key}' must not be negative (0: off), got {getattr(self, key)}")
+        if self.patience is not None and self.patience <= 0:
+            raise UserError(f"{source}: key 'patience' must be positive (unset: never stop early), got {self.patience}")
         if not 0.0 <= self.warmup < 1.0:
             raise UserError(f"{source}: key 'warmup' is a fraction of total steps in [0, 1), got {self.warmup}")
         if self.max_minutes is not None and self.max_minutes <= 0:
@@ -363,8 +372,10 @@ class RunConfig:
     settings: Any = None
 
     def validate(self, source: str = "config") -> None:
-        if self.max_len <= 0:
-            raise UserError(f"{source}: key 'max_len' must be positive, got {self.max_len}")
+        if self.max_len < 4:
+            raise UserError(
+                f"{source}: key 'max_len' must be at least 4 ([CLS], a token, [SEP], ...), got {self.max_len}"
+            )
 
     @classmethod
     def from_dict(

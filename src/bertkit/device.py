@@ -25,10 +25,14 @@ def pick_device(override: str | None = None) -> torch.device:
     if override:
         try:
             device = torch.device(override)
-        except RuntimeError:
-            raise UserError(f"unknown device {override!r} (try cpu, cuda, cuda:1 or mps)") from None
+        except (RuntimeError, ValueError):
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
+            raise UserError(f"unknown device {override!r} (try cpu, cuda, cuda:1 or mps)")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"device {override!r} asked for, but CUDA is not available here")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"device {override!r} asked for, but there are {torch.cuda.device_count()} CUDA devices")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise UserError(f"device {override!r} asked for, but MPS is not available here")
     elif torch.cuda.is_available():

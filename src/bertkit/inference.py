@@ -80,10 +80,15 @@ class Predictor:
     def predict(self, texts: Sequence[str] | Sequence[tuple[str, ...]]) -> list[dict]:
         """Predictions for plain texts, or tuples (text, pair) for a pair task, in input order."""
         columns = self.task.input_columns
-        rows = [
-            Row("input", i + 1, dict(zip(columns, (t,) if isinstance(t, str) else t, strict=True)))
-            for i, t in enumerate(texts)
-        ]
+        if isinstance(texts, str):
+            raise UserError("predict takes a list of inputs, not one text: predict([text])")
+        rows = []
+        for number, given in enumerate(texts, start=1):
+            parts = (given,) if isinstance(given, str) else tuple(given) if isinstance(given, (list, tuple)) else ()
+            if len(parts) != len(columns):
+                want = "a text" if len(columns) == 1 else f"a tuple of {len(columns)} texts ({', '.join(columns)})"
+                raise UserError(f"input {number}: a {self.task.name} model takes {want}, got {given!r:.80}")
+            rows.append(Row("input", number, dict(zip(columns, parts, strict=True))))
         return self.predict_rows(rows)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -52,10 +52,12 @@ def default_model_dir() -> Path:
 
 def model_and_tokenizer_sources(config: RunConfig) -> tuple[Path, Path]:
     model = resolve(config.model) if config.model else default_model_dir()
+    if not model.exists():
+        raise UserError(f"key 'model': {model}: not found (a model directory, a hub id, or a model JSON)")
     if config.tokenizer:
         return model, Path(config.tokenizer)
     if not model.is_dir():
-        raise UserError(f"model {model} is a config file: set 'tokenizer' to a directory with vocab.txt")
+        raise UserError(f"key 'model': {model} is a model JSON: set 'tokenizer' to a directory with vocab.txt")
     return model, model
 
 

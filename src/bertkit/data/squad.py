@@ -149,6 +149,8 @@ def check_answers(rows: list[QuestionRow]) -> list[QuestionRow]:
             counts["dropped"],
             counts["skipped"],
         )
+    if not kept:
+        raise UserError(f"{rows[0].source}: no question left: every answer is outside its context")
     return kept
 
 

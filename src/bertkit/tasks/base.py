@@ -168,9 +168,15 @@ class TableTask(Task):
     def splits(self, config: RunConfig) -> Splits:
         data = config.data
         train_rows = self.read_train(data)
+        if not train_rows:
+            raise UserError(f"{data.train}: no training rows left (every row was left out)")
         self.prepare(train_rows)
         dev, test = (self.encode(self.read(path, True)) if path else None for path in (data.dev, data.test))
-        return Splits(self.encode(train_rows), dev, test)
+        train = self.encode(train_rows)
+        for path, examples in ((data.train, train), (data.dev, dev), (data.test, test)):
+            if examples is not None and not examples:
+                raise UserError(f"{path}: no examples left to train or score on")
+        return Splits(train, dev, test)
 
 
 def load_model(cls: type[Pretrained], source: Path, tokenizer: Tokenizer, **config_fields) -> Pretrained:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,47 @@ def label_id(name: str, labels: list[str], where: str) -> int:
         raise UserError(f"{where}: label {name!r} was not seen in training (known: {', '.join(labels)})") from None
 
 
+def _value(name: str) -> str | float:
+    """What a label means: the number it spells, when it spells one."""
+    try:
+        return float(name)
+    except ValueError:
+        return name
+
+
+def finite_number(value: object, what: str, row: Row) -> float:
+    """A regression target or score: a finite number, else an error naming its line (a NaN would otherwise
+    show up later as a diverging loss, blamed on the learning rate)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"{row.where}: {what} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{row.where}: {what} {value!r} is not a finite number")
+    return number
+
+
+def label_set(names_and_rows: Iterable[tuple[str, Row]]) -> set[str]:
+    """The label names of the training rows; two spellings of one value (`1` and `1.0`) would make two
+    classes of one, so they are an error naming a line of each."""
+    first: dict[str, Row] = {}
+    by_value: dict[str | float, str] = {}
+    for name, row in names_and_rows:
+        if name in first:
+            continue
+        first[name] = row
+        value = _value(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{row.where}: label {name!r} is not a class name or a finite number")
+        other = by_value.setdefault(value, name)
+        if other != name:
+            raise UserError(
+                f"{first[other].where}: label {other!r}, and {row.where}: label {name!r}: two spellings of one "
+                "value; write each label one way"
+            )
+    return set(first)
+
+
 def sorted_labels(names: set[str]) -> list[str]:
     """Numeric labels in numeric order (so "2" follows "1", not "10"), others alphabetically."""
     if all(name.lstrip("-").isdigit() for name in names):
@@ -99,7 +141,7 @@ class ClassificationTask(TableTask):
         """Take the label set from the training rows (not needed for regression)."""
         if self.settings.problem_type == REGRESSION:
             return
-        names = {name for row in rows for name in self._names(row)}
+        names = label_set((name, row) for row in rows for name in self._names(row))
         if len(names) < 2 and self.settings.problem_type == SINGLE:
             label = self.settings.label
             raise UserError(f"{rows[0].source}: column {label!r} has only one label ({', '.join(names)})")
@@ -113,10 +155,7 @@ class ClassificationTask(TableTask):
 
     def _target(self, row: Row):
         if self.settings.problem_type == REGRESSION:
-            try:
-                return float(row[self.settings.label])
-            except (TypeError, ValueError):
-                raise UserError(f"{row.where}: label {row[self.settings.label]!r} is not a number") from None
+            return finite_number(row[self.settings.label], "label", row)
         ids = [label_id(name, self.labels, row.where) for name in self._names(row)]
         if self.settings.problem_type == MULTI:
             return [1.0 if i in ids else 0.0 for i in range(len(self.labels))]

@@ -35,7 +35,7 @@ from bertkit.errors import UserError
 from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
 from bertkit.tasks.base import Outputs, TableTask, load_model
-from bertkit.tasks.classify import label_id, sorted_labels
+from bertkit.tasks.classify import finite_number, label_id, label_set, sorted_labels
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
@@ -123,7 +123,7 @@ class EmbedTask(TableTask):
 
     def prepare(self, train_rows: Sequence[Row]) -> None:
         if self.classifying:
-            self.labels = sorted_labels({str(row[self.settings.label]).strip() for row in train_rows})
+            self.labels = sorted_labels(label_set((str(row[self.settings.label]).strip(), row) for row in train_rows))
 
     def state(self) -> dict:
         return {"labels": self.labels}
@@ -150,10 +150,7 @@ class EmbedTask(TableTask):
             return None
         if self.classifying:
             return label_id(str(row[self.settings.label]).strip(), self.labels, row.where)
-        try:
-            return float(row[self.settings.score]) / self.settings.score_scale
-        except (TypeError, ValueError):
-            raise UserError(f"{row.where}: score {row[self.settings.score]!r} is not a number") from None
+        return finite_number(row[self.settings.score], "score", row) / self.settings.score_scale
 
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[EmbedExample]:
         first = self.tokenizer.encode_batch([str(row[self.settings.text_a]) for row in rows], max_length=self.max_len)

@@ -76,9 +76,12 @@ class PretrainSettings:
             raise UserError(f"{source}: key 'pretrain.discriminator_weight' must be positive")
         if self.objective == "electra" and self.nsp:
             raise UserError(f"{source}: key 'pretrain.nsp' must be false with objective electra (it has no NSP)")
-        for key in ("short_seq_prob", "mask_prob"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise UserError(f"{source}: key 'pretrain.{key}' must be in [0, 1), got {getattr(self, key)}")
+        if not 0.0 <= self.short_seq_prob < 1.0:
+            raise UserError(f"{source}: key 'pretrain.short_seq_prob' must be in [0, 1), got {self.short_seq_prob}")
+        if not 0.0 < self.mask_prob < 1.0:
+            raise UserError(
+                f"{source}: key 'pretrain.mask_prob' must be in (0, 1) (0 masks nothing), got {self.mask_prob}"
+            )
         if self.dev_documents < 0:
             raise UserError(f"{source}: key 'pretrain.dev_documents' must not be negative")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:

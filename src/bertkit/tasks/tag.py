@@ -97,9 +97,19 @@ class TagTask(TableTask):
             return [Row(r.source, r.line, self._renamed(r.fields)) for r in rows]
         lists = [self.settings.tokens, self.settings.tags]
         rows = read_table(path, lists if with_targets else [], list_columns=lists)
+        tokens, text = self.settings.tokens, self.settings.text
+        first: Row | None = None
         for row in rows:
-            if self.settings.tokens not in row.fields and self.settings.text not in row.fields:
-                raise UserError(f"{row.where}: no column {self.settings.tokens!r} or {self.settings.text!r}")
+            if tokens not in row.fields and text not in row.fields:
+                raise UserError(f"{row.where}: no column {tokens!r} or {text!r}")
+            if tokens in row.fields and text in row.fields and not with_targets:
+                raise UserError(f"{row.where}: both {tokens!r} (words) and {text!r} (raw text); give one")
+            first = first or row
+            if (tokens in row.fields) != (tokens in first.fields):
+                kinds = (tokens, text) if tokens in first.fields else (text, tokens)
+                raise UserError(
+                    f"{row.where}: {kinds[1]!r}, but line {first.line} gives {kinds[0]!r}: one kind of input a file"
+                )
         return rows
 
     def _renamed(self, fields: dict) -> dict:

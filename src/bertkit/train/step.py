@@ -132,7 +132,7 @@ class TrainingStep:
             total_loss, tokens = total_loss / self.processes.world_size, int(tokens)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        norm = self.techniques.clip(self.config.max_grad_norm)
+        norm = self.techniques.clip(self.config.max_grad_norm or math.inf)  # 0: no clipping, as in transformers
         if self.scaler is not None:  # it skips a step with non-finite gradients itself, and lowers its scale
             self.scaler.step(self.optimizer)
             self.scaler.update()

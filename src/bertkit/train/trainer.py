@@ -78,6 +78,8 @@ class Trainer:
         step count follows the first epoch's size."""
         config, model, processes = self.config, self.model, self.processes
         examples_of = train if callable(train) else lambda epoch: train
+        if not examples_of(0):
+            raise UserError("no training examples: the training data gave none (every example was left out)")
         batches_per_epoch = math.ceil(len(examples_of(0)) / config.batch_size)
         total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
         if config.total_steps:
