@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
@@ -246,8 +247,15 @@ def cmd_bench(args: argparse.Namespace) -> None:
     bench_main(args.arguments)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line told in one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertkit", description=__doc__)
+    parser = OneLineParser(prog="bertkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -399,10 +407,20 @@ def main(argv: list[str] | None = None) -> int:
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # a path given as bytes that are not UTF-8 is printed escaped, not as a crash
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args.run(args)
     except UserError as err:
         print(f"bertkit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # what the file system refuses: a path to fix, space to free, a permission to give
+        if err.errno is None:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"bertkit: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

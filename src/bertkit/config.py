@@ -66,6 +66,16 @@ HF_UNSUPPORTED = {
     "is_decoder": False,
     "add_cross_attention": False,
 }
+# Beyond these a network is a typo, not a model that fits in memory; checked before anything is built.
+SHAPE_LIMITS = {
+    "vocab_size": 1 << 22,
+    "dim": 1 << 14,
+    "n_layers": 256,
+    "n_heads": 512,
+    "dim_ff": 1 << 16,
+    "max_len": 1 << 17,
+    "n_segments": 1 << 10,
+}
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -165,6 +175,23 @@ def _unread_hf_key(key: str, source: str) -> None:
     log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)
 
 
+def _label_ids(value: Any, source: str) -> dict[int, str]:
+    """`id2label` with int ids (JSON object keys are strings): the names of ids 0..n-1, each once."""
+    error = UserError(f"{source}: key 'id2label' must map the ids 0, 1, ... to distinct label names")
+    if not isinstance(value, dict) or not value:
+        raise error
+    try:
+        labels = {int(i): name for i, name in value.items()}
+    except ValueError:
+        raise error from None
+    names = list(labels.values())
+    if sorted(labels) != list(range(len(labels))) or not all(isinstance(n, str) for n in names):
+        raise error
+    if len(set(names)) != len(names):
+        raise error
+    return labels
+
+
 @dataclasses.dataclass
 class ModelConfig:
     """The shape of a BERT network, plus the label names of a task head when it has one."""
@@ -186,9 +213,9 @@ class ModelConfig:
     problem_type: str | None = None
 
     def validate(self, source: str = "config") -> None:
-        for key in ("vocab_size", "dim", "n_layers", "n_heads", "dim_ff", "max_len", "n_segments"):
-            if getattr(self, key) <= 0:
-                raise UserError(f"{source}: key '{key}' must be positive, got {getattr(self, key)}")
+        for key, most in SHAPE_LIMITS.items():
+            if not 0 < getattr(self, key) <= most:
+                raise UserError(f"{source}: key '{key}' must be in [1, {most}], got {getattr(self, key)}")
         if self.dim % self.n_heads:
             raise UserError(f"{source}: key 'dim' ({self.dim}) must be divisible by 'n_heads' ({self.n_heads})")
         if not self.layer_norm_eps > 0 or self.initializer_range < 0:
@@ -227,11 +254,12 @@ class ModelConfig:
         classic_of = {hf: classic for classic, hf in HF_NAMES.items()}
         values: dict[str, Any] = {}
         for key, value in data.items():
+            if value is None:  # null: unset, as transformers reads it
+                continue
             if key in classic_of:
                 values[classic_of[key]] = value
             elif key == "id2label":
-                # JSON object keys are strings; ids are ints.
-                values["id2label"] = {int(i): name for i, name in value.items()}
+                values["id2label"] = _label_ids(value, source)
             elif key == "problem_type":
                 values["problem_type"] = value
             elif key not in HF_IGNORED and key not in HF_UNSUPPORTED and not key.startswith("_"):

@@ -5,7 +5,6 @@ Light on purpose: a server imports this, not the trainer (no tqdm, no matplotlib
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bertkit.config import ModelConfig, build_section
+from bertkit.config import SHAPE_LIMITS, ModelConfig, build_section, read_json
 from bertkit.data.batching import Batch, inference_batches, lengths_of
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
@@ -121,15 +120,17 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
         return EmbedTask(settings, tokenizer, directory, layout.max_len or tokenizer.model_max_length)
     if not path.is_file():
         raise UserError(f"{directory}: no {TASK_FILE}; not a model directory saved by `bertkit train`")
+    saved = read_json(path)
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
         name, settings, state, max_len = saved["task"], saved["settings"], saved["state"], saved["max_len"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a bertkit task file ({err})") from None
+    except KeyError as err:
+        raise UserError(f"{path}: not a bertkit task file (no key {err})") from None
     if not isinstance(name, str) or name not in TASKS:
         raise UserError(f"{path}: unknown task {name!r}")
-    if not isinstance(settings, dict) or not isinstance(max_len, int):
-        raise UserError(f"{path}: not a bertkit task file (settings must be an object, max_len a number)")
+    if not isinstance(settings, dict) or not isinstance(state, dict):
+        raise UserError(f"{path}: not a bertkit task file (settings and state must be objects)")
+    if not isinstance(max_len, int) or isinstance(max_len, bool) or not 4 <= max_len <= SHAPE_LIMITS["max_len"]:
+        raise UserError(f"{path}: key 'max_len' must be a whole number from 4 to {SHAPE_LIMITS['max_len']}")
     cls = TASKS[name]
     task = cls(build_section(cls.settings_type, settings, str(path), prefix=f"{name}."), tokenizer, directory, max_len)
     try:

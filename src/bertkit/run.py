@@ -87,7 +87,14 @@ RUN_FILES = ("run_config.json", "checkpoints", "model", "metrics.jsonl", "result
 RUN_OUTPUTS = (*RUN_FILES, "curves.png", "dev_metrics.json", "test_metrics.json", "seeds_summary.json")
 RUN_OUTPUT_PATTERNS = ("*_confusion_matrix.json", "*_confusion_matrix.png")
 # Keys a resumed run may change: where it runs and what it reports, never what it trains.
-RESUME_FREE_KEYS = {"output_dir", "device", "train.log_steps", "train.eval_batch_size", "train.keep_checkpoints"}
+RESUME_FREE_KEYS = {
+    "output_dir",
+    "device",
+    "train.fsdp",
+    "train.log_steps",
+    "train.eval_batch_size",
+    "train.keep_checkpoints",
+}
 
 
 def _flat(data: dict, prefix: str = "") -> dict:

@@ -238,8 +238,10 @@ class Tokenizer:
             saved = read_json(config_path)
 
             def value(key: str, default, kind: type | tuple[type, ...]):
-                found = saved.get(key, default)
-                if found is not None and not isinstance(found, kind):
+                found = saved.get(key)
+                if found is None:  # absent or null: unset
+                    return default
+                if not isinstance(found, kind):
                     raise UserError(f"{config_path}: key {key!r} has the wrong type ({type(found).__name__})")
                 return found
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from bertkit.config import ModelConfig
+from bertkit.config import HF_NAMES, ModelConfig
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
 
@@ -124,6 +124,39 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
     raise UserError(f"{directory}: no {SAFETENSORS} or {PICKLE}")
 
 
+# Hugging Face weight -> the config shape it must have, checked before a model of that shape is built.
+SHAPE_OF = {
+    "embeddings.word_embeddings.weight": ("vocab_size", "dim"),
+    "embeddings.position_embeddings.weight": ("max_len", "dim"),
+    "embeddings.token_type_embeddings.weight": ("n_segments", "dim"),
+    "encoder.layer.0.intermediate.dense.weight": ("dim_ff", "dim"),
+}
+
+
+def check_shapes(directory: Path, config: ModelConfig) -> None:
+    """The weights' shapes against config.json, read from the safetensors header alone: a config that does
+    not belong to its weights is one clear error, not a model of the wrong size built first."""
+    path = directory / SAFETENSORS
+    if not path.is_file():
+        return
+    try:
+        with safe_open(path, "pt") as weights:
+            names = weights.keys()  # a safetensors file handle is not iterable
+            shapes = {name.removeprefix("bert."): weights.get_slice(name).get_shape() for name in names}
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{path}: damaged weights file ({err})") from None
+    for name, keys in SHAPE_OF.items():
+        expected = [getattr(config, key) for key in keys]
+        if name in shapes and list(shapes[name]) != expected:
+            said = ", ".join(f"{HF_NAMES[k]} {getattr(config, k)}" for k in keys)
+            raise UserError(f"{directory / 'config.json'}: {said}, but {name} in the weights is {list(shapes[name])}")
+    layers = {int(m.group(1)) for name in shapes if (m := re.match(r"encoder\.layer\.(\d+)\.", name))}
+    if layers and max(layers) + 1 != config.n_layers:
+        raise UserError(
+            f"{directory / 'config.json'}: num_hidden_layers {config.n_layers}, but the weights have {max(layers) + 1}"
+        )
+
+
 def count_vocab_lines(path: Path) -> int:
     with path.open(encoding="utf-8") as lines:
         return sum(1 for _ in lines)
@@ -160,6 +193,7 @@ class Pretrained(nn.Module):
                 f"{vocab}: {rows} tokens, but the model's embeddings have {config.vocab_size} rows "
                 f"(config.json vocab_size); the vocabulary does not belong to this model"
             )
+        check_shapes(directory, config)
         model = cls(config)
         model.load_hf_state(read_weights(directory), source=str(directory))
         return model

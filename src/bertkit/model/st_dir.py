@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertkit.config import SHAPE_LIMITS, read_json
 from bertkit.errors import UserError
 
 MODULES = "modules.json"
@@ -33,25 +34,16 @@ def is_sentence_dir(directory: Path) -> bool:
     return (directory / MODULES).is_file()
 
 
-def _read(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not a JSON file ({err})") from None
-
-
 def read_layout(directory: Path) -> SentenceLayout:
     """The pooling, normalisation and maximum length of a sentence-transformers directory."""
-    modules = _read(directory / MODULES)
-    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+    modules = read_json(directory / MODULES, top=list)
+    if not all(isinstance(m, dict) for m in modules):
         raise UserError(f"{directory / MODULES}: expected a list of modules")
     layout = SentenceLayout()
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     for module, kind in zip(modules, kinds, strict=True):
         if kind == "Pooling":
-            config = _read(directory / str(module.get("path", POOLING_DIR)) / "config.json")
+            config = read_json(directory / str(module.get("path", POOLING_DIR)) / "config.json")
             modes = [mode for mode, flag in POOLING_FLAGS.items() if config.get(flag)]
             others = [flag for flag in OTHER_FLAGS if config.get(flag)]
             if len(modes) != 1 or others:
@@ -67,7 +59,12 @@ def read_layout(directory: Path) -> SentenceLayout:
     if "Pooling" not in kinds:
         raise UserError(f"{directory / MODULES}: no Pooling module")
     if (directory / ST_CONFIG).is_file():
-        layout.max_len = _read(directory / ST_CONFIG).get("max_seq_length")
+        max_len = read_json(directory / ST_CONFIG).get("max_seq_length")
+        if max_len is not None and (type(max_len) is not int or not 4 <= max_len <= SHAPE_LIMITS["max_len"]):
+            raise UserError(
+                f"{directory / ST_CONFIG}: key 'max_seq_length' must be a whole number from 4, got {max_len!r}"
+            )
+        layout.max_len = max_len
     return layout
 
 

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import socket
 import threading
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -26,6 +27,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bertkit.data.readers import Row
+from bertkit.errors import UserError
 from bertkit.inference import Predictor, load, load_task, model_directory
 from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
 from bertkit.serving.metrics import ServerMetrics, observe_requests
@@ -252,13 +254,27 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind the address once, so that a host that is not this machine's or a port in use is one clear line."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except (OSError, UnicodeError) as err:
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({getattr(err, 'strerror', None) or err})"
+        ) from None
+
+
 def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
     """Run until SIGTERM or Ctrl-C: then stop accepting, answer what is in flight, and return."""
     import uvicorn
 
-    # a wrong directory is a user error at once, not a server that never gets ready
+    # a wrong directory or address is a user error at once, not a server that never gets ready
     model_dir = model_directory(model_dir)
     load_task(model_dir, Tokenizer.from_pretrained(model_dir))
+    check_address(host, port)
     app = create_app(model_dir, options)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=options.timeout_s)

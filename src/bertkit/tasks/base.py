@@ -152,6 +152,18 @@ class Task(ABC):
         return {TASK_FILE: json.dumps(record, indent=1, ensure_ascii=False)}
 
 
+def saved_labels(state: dict, required: bool = True) -> list[str] | None:
+    """The label names a task saved: distinct strings (or absent, when not `required`); else ValueError."""
+    labels = state.get("labels")
+    if labels is None and not required:
+        return None
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ValueError("'labels' must be a non-empty list of label names")
+    if len(set(labels)) != len(labels):
+        raise ValueError("'labels' names a label twice")
+    return labels
+
+
 class TableTask(Task):
     """A task over rows of a table (TSV, CSV, JSONL): reads them with their columns, learns what the training
     rows define (`prepare`), and encodes every split the same way."""

@@ -19,7 +19,7 @@ from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
-from bertkit.tasks.base import Outputs, TableTask, load_model
+from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
@@ -151,7 +151,7 @@ class ClassificationTask(TableTask):
         return {"labels": self.labels}
 
     def load_state(self, state: dict) -> None:
-        self.labels = state["labels"]
+        self.labels = saved_labels(state, required=self.settings.problem_type != REGRESSION)
 
     def _target(self, row: Row):
         if self.settings.problem_type == REGRESSION:

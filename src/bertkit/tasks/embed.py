@@ -34,7 +34,7 @@ from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
 from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
-from bertkit.tasks.base import Outputs, TableTask, load_model
+from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.tasks.classify import finite_number, label_id, label_set, sorted_labels
 from bertkit.train import metrics
 
@@ -129,7 +129,7 @@ class EmbedTask(TableTask):
         return {"labels": self.labels}
 
     def load_state(self, state: dict) -> None:
-        self.labels = state.get("labels")
+        self.labels = saved_labels(state, required=self.classifying)
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Scored pairs; to embed, a file of one text column (`text_a`) or a .txt file of a text a line."""

@@ -131,6 +131,8 @@ class QATask(TableTask):
         return {"version": self.version}
 
     def load_state(self, state: dict) -> None:
+        if state.get("version") not in ("1.1", "2.0"):
+            raise ValueError("'version' must be 1.1 or 2.0")
         self.version = state["version"]
 
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[QAExample]:

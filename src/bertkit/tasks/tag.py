@@ -25,7 +25,7 @@ from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
 from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForTokenClassification
-from bertkit.tasks.base import Outputs, TableTask, load_model
+from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.train import entities
 from bertkit.train.metrics import Mean
 
@@ -155,7 +155,7 @@ class TagTask(TableTask):
         return {"labels": self.labels}
 
     def load_state(self, state: dict) -> None:
-        self.labels = state["labels"]
+        self.labels = saved_labels(state)
 
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[TagExample]:
         sentences = [self._sentence(row, with_targets) for row in rows]
