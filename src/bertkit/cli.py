@@ -15,7 +15,7 @@ from bertkit.errors import UserError
 from bertkit.export import add_export_parser
 from bertkit.hub import add_push_parser
 from bertkit.inference import RUNTIMES
-from bertkit.io import to_json, write_atomic
+from bertkit.io import check_writable, make_directory, to_json, write_atomic
 from bertkit.serving.command import add_serve_parser
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
@@ -53,6 +53,7 @@ def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from bertkit.data.corpus import read_lines
     from bertkit.vocab import evaluate, split_heldout, train_tokenizer
 
+    make_directory(args.out)  # before the work, not after it
     train_lines, heldout = split_heldout(read_lines(args.corpus), args.heldout)
     tokenizer = train_tokenizer(
         train_lines, args.vocab_size, args.lowercase, args.strip_accents, args.min_frequency, args.coverage
@@ -82,6 +83,7 @@ def cmd_scrub(args: argparse.Namespace) -> None:
     from bertkit.scrub import KINDS, scrub_lines
 
     counts: Counter = Counter()
+    check_writable(args.output)
     write_atomic(args.output, "".join(scrub_lines(read_lines([args.input]), counts)))
     print(", ".join(f"{kind}: {counts[kind]}" for kind in KINDS))
 
@@ -90,6 +92,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bertkit.inference import load
     from bertkit.train.report import scalars
 
+    if args.output:
+        check_writable(args.output)
     predictor = load(args.model, args.device, args.precision, args.runtime)
     metrics = predictor.evaluate_rows(predictor.read(args.data, with_targets=True))
     if args.output:
@@ -100,6 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from bertkit.inference import load
 
+    check_writable(args.output)
     predictor = load(args.model, args.device, args.precision, args.runtime)
     rows = predictor.read(args.input, with_targets=False)
     predictions = predictor.predict_rows(rows)
@@ -137,6 +142,7 @@ def _texts(predictor, path: Path, column: str | None) -> tuple[list[str], list[i
 def cmd_embed(args: argparse.Namespace) -> None:
     import numpy as np
 
+    check_writable(args.output)
     predictor = _embedding_model(args)
     vectors = predictor.embed(_texts(predictor, args.input, args.column)[0])
     args.output.parent.mkdir(parents=True, exist_ok=True)

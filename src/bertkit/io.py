@@ -16,23 +16,55 @@ from typing import Any
 from bertkit.errors import UserError
 
 
+def make_directory(path: Path) -> None:
+    """`path` and its parents as directories; a file in the way, or a place the system refuses, is one line."""
+    for place in (path, *path.parents):
+        if place.exists() and not place.is_dir():
+            raise UserError(f"{place}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot make this directory ({err.strerror})") from None
+
+
+def check_writable(path: str | Path) -> None:
+    """Before the work that makes it: `path` can be a file (not a directory), and its directory exists or is
+    made."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; give a file name to write")
+    if not path.exists():
+        make_directory(path.parent)
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path` (its
     parent directories created as needed)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give a file name to write")
+    content = data.encode("utf-8") if isinstance(data, str) else data
+    if path.exists() and not path.is_file():  # /dev/stdout, a named pipe: written to, never replaced
+        try:
+            with path.open("wb") as out:
+                out.write(content)
+        except OSError as err:
+            raise UserError(f"{path}: cannot write ({err.strerror})") from None
+        return
+    make_directory(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise UserError(f"{path}: cannot write here ({err.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data.encode("utf-8") if isinstance(data, str) else data)
+            out.write(content)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, say: the file keeps what it held
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write ({err.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -67,7 +99,9 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     `recover` puts it back should the process die between the two renames.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: is a file; a directory is written here")
+    make_directory(path.parent)
     recover(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

@@ -27,7 +27,7 @@ from bertkit.config import ModelConfig, RunConfig, read_json
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
-from bertkit.io import to_json, write_atomic
+from bertkit.io import make_directory, to_json, write_atomic
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
@@ -114,6 +114,7 @@ def claim_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
     run_dir = Path(config.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"key 'output_dir': {run_dir} is a file, not a directory")
+    make_directory(run_dir)
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if not held:
         return

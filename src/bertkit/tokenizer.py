@@ -26,7 +26,7 @@ from tokenizers import Tokenizer as FastTokenizer
 
 from bertkit.config import read_json
 from bertkit.errors import UserError
-from bertkit.io import write_atomic
+from bertkit.io import make_directory, write_atomic
 
 SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
@@ -261,7 +261,7 @@ class Tokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """Write vocab.txt, tokenizer.json, tokenizer_config.json and special_tokens_map.json atomically."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        make_directory(directory)
         ordered = sorted(self.vocab, key=self.vocab.__getitem__)
         write_atomic(directory / "vocab.txt", "".join(f"{token}\n" for token in ordered))
         config = {

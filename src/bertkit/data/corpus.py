@@ -142,6 +142,9 @@ def prepare_corpus(
             f"the tokenizer does not keep the scrub placeholders whole ({', '.join(missing)} are not special "
             "tokens of its vocabulary); train one with `bertkit tokenizer train`, which adds them"
         )
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / META).is_file():
+        raise UserError(f"{out_dir}: holds other files; a corpus is written to a new or a corpus directory")
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32)
     pii: Counter = Counter()
     with atomic_directory(out_dir) as tmp:
