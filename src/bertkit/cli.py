@@ -6,10 +6,12 @@ import argparse
 import io
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import NoReturn
 
+from bertkit.arguments import bounded, file_path, fraction, positive
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.export import add_export_parser
@@ -33,8 +35,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise UserError(f"{args.config}: task {config.task!r}; `bertkit pretrain` runs task pretrain")
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in output_dir, --overwrite replaces it: give one of them")
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {args.seeds}")
     if args.seeds > 1 and args.resume:
         raise UserError("--resume continues one run; resume each seed's run (output_dir/seed-N) on its own")
     if args.seeds > 1:
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         train = commands.add_parser(name, help=help_text)
-        train.add_argument("config", type=Path, help=config_help)
+        train.add_argument("config", type=file_path, help=config_help)
         train.add_argument(
             "--set",
             action="append",
@@ -288,26 +288,30 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument(
             "--overwrite", action="store_true", help="replace the run in output_dir (its outputs are removed)"
         )
-        train.add_argument("--seeds", type=int, default=1, help="repeat with N seeds; report mean ± sd")
+        train.add_argument("--seeds", type=positive(int), default=1, help="repeat with N seeds; report mean ± sd")
         train.set_defaults(run=cmd_train)
 
     tokenizer = commands.add_parser("tokenizer", help="train a WordPiece vocabulary")
     tokenizers = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
     vocab = tokenizers.add_parser("train", help="learn a WordPiece vocabulary from raw text (likelihood criterion)")
-    vocab.add_argument("--corpus", type=Path, nargs="+", required=True, help="text files, one text per line")
-    vocab.add_argument("--vocab-size", type=int, default=16000)
-    vocab.add_argument("--out", type=Path, required=True, help="directory for vocab.txt and tokenizer files")
+    vocab.add_argument("--corpus", type=file_path, nargs="+", required=True, help="text files, one text per line")
+    vocab.add_argument("--vocab-size", type=positive(int), default=16000)
+    vocab.add_argument("--out", type=file_path, required=True, help="directory for vocab.txt and tokenizer files")
     vocab.add_argument("--lowercase", action="store_true", help="lower-case the text (Hangul stays composed)")
     vocab.add_argument("--strip-accents", action="store_true", help="drop combining accents (Hangul stays composed)")
-    vocab.add_argument("--min-frequency", type=int, default=2, help="a pair must occur this often to merge")
-    vocab.add_argument("--coverage", type=float, default=0.9999, help="share of characters the alphabet covers")
-    vocab.add_argument("--heldout", type=float, default=0.01, help="share of lines held out for the report")
+    vocab.add_argument("--min-frequency", type=positive(int), default=2, help="a pair must occur this often to merge")
+    vocab.add_argument(
+        "--coverage", type=fraction(True, 1.0), default=0.9999, help="share of characters the alphabet covers"
+    )
+    vocab.add_argument(
+        "--heldout", type=fraction(False, 0.5), default=0.01, help="share of lines held out for the report"
+    )
     vocab.set_defaults(run=cmd_tokenizer_train)
 
     corpus = commands.add_parser("corpus", help="tokenise a pretraining corpus into memory-mapped shards")
-    corpus.add_argument("corpus", type=Path, nargs="+", help="text files")
-    corpus.add_argument("--tokenizer", type=Path, required=True, help="directory with vocab.txt")
-    corpus.add_argument("--out", type=Path, required=True, help="directory for the shards")
+    corpus.add_argument("corpus", type=file_path, nargs="+", help="text files")
+    corpus.add_argument("--tokenizer", type=file_path, required=True, help="directory with vocab.txt")
+    corpus.add_argument("--out", type=file_path, required=True, help="directory for the shards")
     corpus.add_argument(
         "--format",
         choices=("sentences", "documents"),
@@ -318,27 +322,33 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.set_defaults(run=cmd_corpus)
 
     scrub = commands.add_parser("scrub", help="replace e-mails, phone numbers, RRNs, cards, IPs and URLs")
-    scrub.add_argument("input", type=Path)
-    scrub.add_argument("output", type=Path)
+    scrub.add_argument("input", type=file_path)
+    scrub.add_argument("output", type=file_path)
     scrub.set_defaults(run=cmd_scrub)
 
     evaluate = commands.add_parser("evaluate", help="score a saved model on a labelled file")
-    evaluate.add_argument("model", type=Path, help="model directory written by `bertkit train`")
+    evaluate.add_argument("model", type=file_path, help="model directory written by `bertkit train`")
     evaluate.add_argument(
-        "--data", type=Path, required=True, help="TSV/CSV/JSONL with the training columns; CoNLL (tag); SQuAD JSON (qa)"
+        "--data",
+        type=file_path,
+        required=True,
+        help="TSV/CSV/JSONL with the training columns; CoNLL (tag); SQuAD JSON (qa)",
     )
-    evaluate.add_argument("--output", type=Path, help="write all metrics (per class, confusion matrix) here")
+    evaluate.add_argument("--output", type=file_path, help="write all metrics (per class, confusion matrix) here")
     evaluate.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     evaluate.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     evaluate.set_defaults(run=cmd_evaluate)
 
     predict = commands.add_parser("predict", help="label a file with a saved model")
-    predict.add_argument("model", type=Path, help="model directory written by `bertkit train`")
+    predict.add_argument("model", type=file_path, help="model directory written by `bertkit train`")
     predict.add_argument(
-        "--input", type=Path, required=True, help="TSV/CSV/JSONL with the text column(s); CoNLL (tag); SQuAD JSON (qa)"
+        "--input",
+        type=file_path,
+        required=True,
+        help="TSV/CSV/JSONL with the text column(s); CoNLL (tag); SQuAD JSON (qa)",
     )
-    predict.add_argument("--output", type=Path, required=True, help="JSONL: line, label, probabilities")
+    predict.add_argument("--output", type=file_path, required=True, help="JSONL: line, label, probabilities")
     predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     predict.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
@@ -350,15 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
-            "model", type=Path, help="embedding model (bertkit train task embed, or sentence-transformers)"
+            "model", type=file_path, help="embedding model (bertkit train task embed, or sentence-transformers)"
         )
         if name == "embed":
-            command.add_argument("--input", type=Path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
-            command.add_argument("--output", type=Path, required=True, help=".npy file of (texts, dim) float32")
+            command.add_argument("--input", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+            command.add_argument("--output", type=file_path, required=True, help=".npy file of (texts, dim) float32")
         else:
-            command.add_argument("--corpus", type=Path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+            command.add_argument(
+                "--corpus", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL"
+            )
             command.add_argument("--query", required=True, action="append", help="a query text (repeatable)")
-            command.add_argument("--top-k", type=int, default=10)
+            command.add_argument("--top-k", type=positive(int), default=10)
         command.add_argument("--column", help="the text column of a TSV/CSV/JSONL file")
         command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
         command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
@@ -377,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     tag_score = scores.add_parser(
         "tag", help="entity precision, recall and F1 of two CoNLL files (word first, tag last): a conlleval"
     )
-    tag_score.add_argument("gold", type=Path, help="CoNLL file with the gold tags")
-    tag_score.add_argument("predicted", type=Path, help="CoNLL file of the same sentences with predicted tags")
+    tag_score.add_argument("gold", type=file_path, help="CoNLL file with the gold tags")
+    tag_score.add_argument("predicted", type=file_path, help="CoNLL file of the same sentences with predicted tags")
     tag_score.add_argument(
         "--mode", choices=("lenient", "strict"), default="lenient", help="lenient: as conlleval reads tags"
     )
@@ -387,10 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tag_score.set_defaults(run=cmd_score_tag)
     qa_score = scores.add_parser("qa", help="exact match and F1 of answers, as the official SQuAD scripts score")
-    qa_score.add_argument("data", type=Path, help="SQuAD v1.1 / v2.0 JSON (or JSONL) with the gold answers")
-    qa_score.add_argument("predictions", type=Path, help="JSON object: question id -> answer text")
-    qa_score.add_argument("--null-odds", type=Path, help="JSON object: question id -> null odds (v2.0 na_prob)")
-    qa_score.add_argument("--null-threshold", type=float, default=1.0, help="no answer above these odds (1.0)")
+    qa_score.add_argument("data", type=file_path, help="SQuAD v1.1 / v2.0 JSON (or JSONL) with the gold answers")
+    qa_score.add_argument("predictions", type=file_path, help="JSON object: question id -> answer text")
+    qa_score.add_argument("--null-odds", type=file_path, help="JSON object: question id -> null odds (v2.0 na_prob)")
+    qa_score.add_argument(
+        "--null-threshold",
+        type=bounded(float, -math.inf, math.inf, False),
+        default=1.0,
+        help="no answer above these odds (1.0)",
+    )
     qa_score.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto", help="auto: from the data")
     qa_score.add_argument(
         "--level", choices=("words", "chars"), default="words", help="words: official; chars: for Korean, Chinese"

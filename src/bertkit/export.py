@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertkit.arguments import bounded, file_path
 from bertkit.errors import UserError
 from bertkit.inference import load, model_directory, onnx_session
 from bertkit.io import write_atomic
@@ -108,11 +109,11 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="a saved model as ONNX, checked against PyTorch")
-    export.add_argument("model", type=Path, help="model directory (bertkit train, or sentence-transformers)")
+    export.add_argument("model", type=file_path, help="model directory (bertkit train, or sentence-transformers)")
     export.add_argument("--format", choices=("onnx",), default="onnx")
-    export.add_argument("--out", type=Path, required=True, help="directory: the model, and model.onnx beside it")
+    export.add_argument("--out", type=file_path, required=True, help="directory: the model, and model.onnx beside it")
     export.add_argument("--quantize", choices=("int8",), help="also model.int8.onnx (dynamic quantisation)")
-    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--opset", type=bounded(int, 14, 20, low_open=False), default=17)
     export.set_defaults(run=cmd_export)
 
 

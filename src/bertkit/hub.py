@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from bertkit.arguments import file_path
 from bertkit.errors import UserError
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
@@ -132,7 +133,7 @@ def push(model_dir: Path, repo_id: str, private: bool = False, token: str | None
 
 def add_push_parser(commands) -> None:
     push_command = commands.add_parser("push", help="upload a model directory to the Hugging Face hub")
-    push_command.add_argument("model", type=Path, help="model directory (bertkit train writes RUN/model)")
+    push_command.add_argument("model", type=file_path, help="model directory (bertkit train writes RUN/model)")
     push_command.add_argument("repo_id", help="ORG/NAME on the hub")
     push_command.add_argument("--private", action="store_true")
     push_command.set_defaults(run=lambda args: print(push(args.model, args.repo_id, args.private)))

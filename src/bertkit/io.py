@@ -37,13 +37,34 @@ def check_writable(path: str | Path) -> None:
         make_directory(path.parent)
 
 
+def is_text(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (decoded from the command line as surrogates), which
+    safetensors and onnxruntime cannot open."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def encoded(text: str) -> bytes:
+    """UTF-8 of `text`; a file name's undecodable bytes (from the command line) are written back as they were,
+    and a lone surrogate (from a JSON escape) as its escape."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(
+            c if not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}" for c in text
+        ).encode("utf-8", "surrogateescape")
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path` (its
     parent directories created as needed)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give a file name to write")
-    content = data.encode("utf-8") if isinstance(data, str) else data
+    content = encoded(data) if isinstance(data, str) else data
     if path.exists() and not path.is_file():  # /dev/stdout, a named pipe: written to, never replaced
         try:
             with path.open("wb") as out:

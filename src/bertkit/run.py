@@ -27,7 +27,7 @@ from bertkit.config import ModelConfig, RunConfig, read_json
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
-from bertkit.io import make_directory, to_json, write_atomic
+from bertkit.io import is_text, make_directory, to_json, write_atomic
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
@@ -70,6 +70,10 @@ def build_task(config: RunConfig) -> Task:
 def check_before_work(config: RunConfig) -> None:
     """What would fail later, refused before anything starts: a data file that is not there, a `max_len`
     beyond the model's position embeddings."""
+    named = {"model": config.model, "tokenizer": config.tokenizer, "output_dir": config.output_dir}
+    for key, path in {**named, **{f"data.{s}": getattr(config.data, s) for s in ("train", "dev", "test")}}.items():
+        if path is not None and not is_text(str(path)):
+            raise UserError(f"key '{key}': {path!r}: the name is not UTF-8 text; rename it")
     for split in ("train", "dev", "test"):
         path = getattr(config.data, split)
         if path is not None and not Path(path).is_file():

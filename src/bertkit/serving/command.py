@@ -4,39 +4,15 @@ other commands start without them."""
 from __future__ import annotations
 
 import argparse
-import math
-from pathlib import Path
 
+from bertkit.arguments import bounded, file_path, positive
 from bertkit.config import PRECISIONS
 from bertkit.inference import RUNTIMES
 
 
-def bounded(kind: type, low: float, high: float = math.inf, low_open: bool = True):
-    """An argument type: a finite number of `kind` above `low` (or at it, unless `low_open`) and at most `high`."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
-            bounds = f"{'above' if low_open else 'at least'} {low:g}" + (
-                f" and at most {high:g}" if high < math.inf else ""
-            )
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # what argparse names in its message
-    return parse
-
-
-def positive(kind: type):
-    return bounded(kind, 0)
-
-
 def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="an HTTP API with dynamic batching, and a page to try the model")
-    serve.add_argument("model", type=Path, help="model directory (bertkit train, or sentence-transformers)")
+    serve.add_argument("model", type=file_path, help="model directory (bertkit train, or sentence-transformers)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     serve.add_argument("--port", type=bounded(int, 0, 65535, low_open=False), default=8080, help="0: any free port")
     serve.add_argument("--max-batch-size", type=positive(int), default=64, help="inputs per model call")
