@@ -161,3 +161,25 @@ def test_labelled_pairs_train_a_classifier_over_both_vectors(tmp_path):
     texts = ["the movie was good", "a film"]
     theirs = SentenceTransformer(str(model_dir), device="cpu").encode(texts)
     assert np.abs(reloaded.embed(texts) - theirs).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "pooling, mode",
+    [
+        (
+            {"embedding_dimension": 384, "pooling_mode": "cls", "include_prompt": True},
+            "cls",
+        ),  # sentence-transformers 5+
+        ({"word_embedding_dimension": 384, "pooling_mode_max_tokens": True}, "max"),  # earlier versions
+        ({"word_embedding_dimension": 384}, "mean"),  # no flag set: mean, as sentence-transformers reads it
+    ],
+)
+def test_pooling_configs_of_every_sentence_transformers_version_are_read(tmp_path, minilm_dir, pooling, mode):
+    import shutil
+
+    from bertkit.model.st_dir import pooling_mode
+
+    shutil.copytree(minilm_dir, tmp_path / "m")
+    (tmp_path / "m" / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    assert pooling_mode(tmp_path / "m" / "1_Pooling" / "config.json") == mode
+    assert bertkit.load(tmp_path / "m", precision="fp32").model.pooling == mode

@@ -24,14 +24,14 @@ TEXTS = ["the movie was good", "서울은 한국의 수도이다.", LONG]
 PAIRS = [("the movie was", "awful plot"), ("영화가 정말 재미있다", "배우 연기 최고"), (LONG, "a short second text")]
 
 
-def saved_model(root: Path, minilm_dir: Path, task_name: str, settings: dict, train_rows: list[Row]) -> Path:
+def saved_model(root: Path, minilm_dir: Path, task_name: str, settings: dict, train_rows: list[Row] | None) -> Path:
     """A randomly initialised model of `task_name` on MiniLM's vocabulary, saved as `bertkit train` saves."""
     model_json = root / "model.json"
     shape = {"dim": 32, "dim_ff": 64, "n_layers": 2, "n_heads": 2, "max_len": 64, "vocab_size": 30522}
     model_json.write_text(json.dumps({**shape, "p_drop_attn": 0.0, "p_drop_hidden": 0.0}))
     cls = TASKS[task_name]
     task = cls(cls.settings_type(**settings), Tokenizer.from_pretrained(minilm_dir), model_json, MAX_LEN)
-    if train_rows:
+    if train_rows is not None:
         task.prepare(train_rows)
     torch.manual_seed(0)
     model = task.build_model()
@@ -106,7 +106,7 @@ def test_tagger_gives_transformers_logits_through_auto_tokenizer(tmp_path, minil
 def test_qa_model_gives_transformers_logits_through_auto_tokenizer(tmp_path, minilm_dir):
     questions = ["who went?", "누가 갔나요?", "where did it go?"]
     contexts = ["anna went to paris", "안나는 서울에 갔다", LONG]
-    directory = saved_model(tmp_path, minilm_dir, "qa", {"doc_stride": 4}, [])
+    directory = saved_model(tmp_path, minilm_dir, "qa", {"doc_stride": 4}, rows([]))
     predictor = bertkit.load(directory, device="cpu", precision="fp32")
     theirs = transformers.AutoModelForQuestionAnswering.from_pretrained(directory).eval()
     encoded = their_inputs(directory, questions, contexts, stride=0)
@@ -129,7 +129,7 @@ def test_qa_model_gives_transformers_logits_through_auto_tokenizer(tmp_path, min
 
 
 def test_embedding_model_gives_sentence_transformers_vectors(tmp_path, minilm_dir):
-    directory = saved_model(tmp_path, minilm_dir, "embed", {"pooling": "mean", "normalize": True}, [])
+    directory = saved_model(tmp_path, minilm_dir, "embed", {"pooling": "mean", "normalize": True}, None)
     ours = bertkit.load(directory, device="cpu", precision="fp32").embed(TEXTS)
     expected = SentenceTransformer(str(directory), device="cpu").encode(TEXTS)
     assert np.abs(ours - expected).max() < 1e-5
@@ -142,7 +142,7 @@ def test_embedding_model_gives_sentence_transformers_vectors(tmp_path, minilm_di
 
 
 def test_pretrained_model_gives_transformers_mlm_and_nsp_logits(tmp_path, minilm_dir):
-    directory = saved_model(tmp_path, minilm_dir, "pretrain", {}, [])
+    directory = saved_model(tmp_path, minilm_dir, "pretrain", {}, None)
     predictor = bertkit.load(directory, device="cpu", precision="fp32")
     theirs = transformers.AutoModelForPreTraining.from_pretrained(directory).eval()
     texts = ([a for a, _ in PAIRS], [b for _, b in PAIRS])

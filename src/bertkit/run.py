@@ -78,6 +78,7 @@ def check_before_work(config: RunConfig) -> None:
         path = getattr(config.data, split)
         if path is not None and not Path(path).is_file():
             raise UserError(f"key 'data.{split}': {path}: file not found")
+    pick_device(config.device)  # an unknown or absent device, refused before the run directory is made
     if config.task != "pretrain" and config.data.train is None:
         raise UserError("key 'data.train': no training file given")
     model, _ = model_and_tokenizer_sources(config)

@@ -34,6 +34,21 @@ def is_sentence_dir(directory: Path) -> bool:
     return (directory / MODULES).is_file()
 
 
+def pooling_mode(path: Path) -> str:
+    """The pooling a Pooling module's config names: one `pooling_mode` (sentence-transformers 5 and later), or
+    the flags of earlier versions, where none set means mean pooling, as sentence-transformers reads them."""
+    config = read_json(path)
+    mode = config.get("pooling_mode")
+    if mode is None:
+        modes = [mode for mode, flag in POOLING_FLAGS.items() if config.get(flag)]
+        modes += [flag for flag in OTHER_FLAGS if config.get(flag)]
+        mode = modes if len(modes) != 1 else modes[0]
+        mode = "mean" if mode == [] else mode
+    if not isinstance(mode, str) or mode not in POOLING_FLAGS:
+        raise UserError(f"{path}: pooling {mode!r}; bertkit pools by one of {', '.join(POOLING_FLAGS)}")
+    return mode
+
+
 def read_layout(directory: Path) -> SentenceLayout:
     """The pooling, normalisation and maximum length of a sentence-transformers directory."""
     modules = read_json(directory / MODULES, top=list)
@@ -43,15 +58,7 @@ def read_layout(directory: Path) -> SentenceLayout:
     kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
     for module, kind in zip(modules, kinds, strict=True):
         if kind == "Pooling":
-            config = read_json(directory / str(module.get("path", POOLING_DIR)) / "config.json")
-            modes = [mode for mode, flag in POOLING_FLAGS.items() if config.get(flag)]
-            others = [flag for flag in OTHER_FLAGS if config.get(flag)]
-            if len(modes) != 1 or others:
-                raise UserError(
-                    f"{directory}: pooling {', '.join(modes + others) or 'none'}; bertkit pools by one of "
-                    f"{', '.join(POOLING_FLAGS)}"
-                )
-            layout.pooling = modes[0]
+            layout.pooling = pooling_mode(directory / str(module.get("path", POOLING_DIR)) / "config.json")
         elif kind == "Normalize":
             layout.normalize = True
         elif kind != "Transformer":

@@ -124,7 +124,8 @@ class PretrainTask(Task):
         """Tokenise the corpus into shards unless it is prepared already, and set aside the dev documents."""
         settings = self.settings
         corpus_dir = Path(settings.prepared or Path(output_dir) / "corpus")
-        if (corpus_dir / META).is_file() and settings.files:
+        prepared = (corpus_dir / META).is_file()
+        if prepared and settings.files:
             why = stale_because(
                 read_json(corpus_dir / META), settings.files, settings.format, settings.scrub, self.tokenizer
             )
@@ -132,8 +133,8 @@ class PretrainTask(Task):
                 raise UserError(f"key 'pretrain.prepared': {corpus_dir} does not match 'pretrain.files': {why}")
             if why:
                 log.info("%s: prepared again (%s)", corpus_dir, why)
-                (corpus_dir / META).unlink()
-        if not (corpus_dir / META).is_file():
+                prepared = False
+        if not prepared:
             if not settings.files:
                 raise UserError(f"config: key 'pretrain.files' is required ({corpus_dir} holds no prepared corpus)")
             meta = prepare_corpus(settings.files, self.tokenizer, corpus_dir, settings.format, settings.scrub)
