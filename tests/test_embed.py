@@ -69,7 +69,15 @@ def test_embed_and_search_commands(tmp_path, minilm_dir):
 
     for attempt in range(2):
         result = run_cli(
-            "search", str(minilm_dir), "--corpus", str(corpus), "--query", "a small cat sleeping", "--top-k", "2"
+            "search",
+            str(minilm_dir),
+            "--corpus",
+            str(corpus),
+            "--query",
+            "a small cat sleeping",
+            "--top-k",
+            "2",
+            process=True,  # its log line says where the vectors came from
         )
         assert result.returncode == 0, result.stderr
         hits = json.loads(result.stdout)["hits"]

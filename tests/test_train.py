@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -14,6 +16,7 @@ from safetensors.torch import load_file
 from tiny import make_setup, write_tsv
 
 import bertkit
+from bertkit.cli import main
 from bertkit.config import RunConfig
 from bertkit.data.corpora import bbc_news
 from bertkit.device import Precision, cpu_bf16_speedup
@@ -22,15 +25,25 @@ from bertkit.run import run as train
 BERTKIT = [sys.executable, "-m", "bertkit.cli"]
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*BERTKIT, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+def run_cli(*args: str, cwd: Path | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """The command's exit status and output: in this process (a traceback fails the test at once), or in a
+    fresh one (`process`, or another working directory), where its log lines go to its stderr too."""
+    if process or cwd is not None:
+        return subprocess.run(
+            [*BERTKIT, *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=600,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit:  # argparse's own errors
+            code = exit.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def write_config(tmp_path: Path, setup: dict) -> Path:
@@ -149,7 +162,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    resumed = run_cli("train", str(config), "--resume")
+    resumed = run_cli("train", str(config), "--resume", process=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
 
