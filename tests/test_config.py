@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,14 @@ def test_train_rows_takes_the_first_rows_of_the_training_file(tmp_path):
     config = RunConfig.from_json(write(tmp_path, {"data": {"train": str(train), "train_rows": 3}}))
     rows = build_task(config).read_train(config.data)
     assert [row["text"] for row in rows] == ["text 0", "text 1", "text 2"]
+
+
+def test_the_config_reference_documents_every_key_and_is_current():
+    """docs/config.md is made from the config classes; a key added without its doc, or a doc changed without
+    the page, fails here."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "config_reference.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -81,6 +81,12 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def setting(default: Any, doc: str) -> Any:
+    """A config key: its default, and what it means (its bounds, and its meaning at 0), for the reference
+    (`docs/config.md`, made from these by scripts/config_reference.py)."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
 def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
     """Return `value` converted to the field's type, or raise naming the key and the file."""
     origin = typing.get_origin(annotation)
@@ -196,21 +202,27 @@ def _label_ids(value: Any, source: str) -> dict[int, str]:
 class ModelConfig:
     """The shape of a BERT network, plus the label names of a task head when it has one."""
 
-    vocab_size: int = 30522
-    dim: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    dim_ff: int = 3072
-    p_drop_hidden: float = 0.1
-    p_drop_attn: float = 0.1
-    max_len: int = 512
-    n_segments: int = 2
-    layer_norm_eps: float = 1e-12
-    pad_token_id: int = 0
-    hidden_act: str = "gelu"
-    initializer_range: float = 0.02
-    id2label: dict | None = None
-    problem_type: str | None = None
+    vocab_size: int = setting(30522, "rows of the token embeddings, 1 to 4,194,304; must equal the vocabulary's size")
+    dim: int = setting(768, "hidden width (`hidden_size`), 1 to 16,384, a multiple of `n_heads`")
+    n_layers: int = setting(12, "encoder layers (`num_hidden_layers`), 1 to 256")
+    n_heads: int = setting(12, "attention heads, 1 to 512")
+    dim_ff: int = setting(3072, "feed-forward width (`intermediate_size`), 1 to 65,536")
+    p_drop_hidden: float = setting(
+        0.1, "dropout after embeddings, attention output and feed-forward, in [0, 1); 0: off"
+    )
+    p_drop_attn: float = setting(0.1, "dropout on attention probabilities, in [0, 1); 0: off")
+    max_len: int = setting(
+        512, "position embeddings (`max_position_embeddings`), 1 to 131,072; the run's `max_len` may not exceed it"
+    )
+    n_segments: int = setting(2, "segment (token type) embeddings, 1 to 1,024")
+    layer_norm_eps: float = setting(1e-12, "LayerNorm epsilon, above 0")
+    pad_token_id: int = setting(0, "id of [PAD], inside the vocabulary")
+    hidden_act: str = setting("gelu", "feed-forward activation: gelu, gelu_new, gelu_pytorch_tanh or relu")
+    initializer_range: float = setting(0.02, "standard deviation of fresh weights, at least 0")
+    id2label: dict | None = setting(None, "label names by id, written by the task (a map of 0..n-1 to distinct names)")
+    problem_type: str | None = setting(
+        None, "written by the task: single_label_classification, multi_label_classification or regression"
+    )
 
     def validate(self, source: str = "config") -> None:
         for key, most in SHAPE_LIMITS.items():
@@ -289,28 +301,41 @@ class ModelConfig:
 class TrainConfig:
     """The classic train file: `warmup` is a fraction of the total steps; `total_steps` caps training when set."""
 
-    seed: int = 42
-    batch_size: int = 32
-    lr: float = 5e-5
-    n_epochs: int = 3
-    warmup: float = 0.1
-    save_steps: int = 500
-    total_steps: int | None = None
-    weight_decay: float = 0.01
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0
-    precision: str = "auto"  # auto: bf16 on CUDA (else fp16) and on CPUs where it pays; fp32 elsewhere
-    # Off: random batches, as on the plain path and in the Trainer's defaults. Unpadding with attention in
-    # groups of similar length brings them close to length-grouped batches' speed: 5% slower on NSMC, 10% on
-    # RT end to end (BENCHMARKS.md).
-    group_by_length: bool = False
-    unpad: bool = True  # real tokens only where padding is over 10%; false: the plain padded path
-    keep_checkpoints: int = 2
-    patience: int | None = None  # evaluations without dev improvement before stopping; None: never
-    log_steps: int = 10
-    eval_batch_size: int = 64
-    max_minutes: float | None = None  # stop (evaluate and save) once this much training time is spent
-    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state (FSDP), not DDP
+    seed: int = setting(42, "seed of initial weights, batch order, masks and dropout, in [0, 2^31)")
+    batch_size: int = setting(32, "examples per micro-batch, at least 1")
+    lr: float = setting(5e-5, "peak learning rate of AdamW, above 0")
+    n_epochs: int = setting(3, "passes over the training data, at least 1")
+    warmup: float = setting(0.1, "share of the steps spent warming the learning rate up, in [0, 1); 0: no warmup")
+    save_steps: int = setting(
+        500, "evaluate on dev and write a checkpoint every this many steps (and at each epoch end), at least 1"
+    )
+    total_steps: int | None = setting(None, "stop after this many steps, at least 1; unset: `n_epochs` decides")
+    weight_decay: float = setting(0.01, "AdamW weight decay, never on biases and LayerNorm, at least 0; 0: off")
+    grad_accum: int = setting(1, "micro-batches per optimizer step, at least 1")
+    max_grad_norm: float = setting(
+        1.0, "clip the gradients' total norm to this, at least 0; 0: no clipping (as transformers)"
+    )
+    precision: str = setting(
+        "auto", "auto (bf16 on CUDA and on CPUs whose bf16 matmuls pay, else fp32), fp32, bf16 or fp16"
+    )
+    group_by_length: bool = setting(False, "false: random batches; true: batches of similar length")
+    unpad: bool = setting(
+        True,
+        "true: where padding is over a tenth of a batch, only real tokens go through the network; "
+        "false: the plain padded path",
+    )
+    keep_checkpoints: int = setting(2, "checkpoints kept (the newest), at least 1")
+    patience: int | None = setting(
+        None, "evaluations without a better dev score before stopping, at least 1; unset: never stop early"
+    )
+    log_steps: int = setting(10, "write a training line to metrics.jsonl every this many steps, at least 1")
+    eval_batch_size: int = setting(64, "examples per evaluation batch, at least 1")
+    max_minutes: float | None = setting(
+        None, "training-time budget in minutes, above 0; the schedule is fitted to the steps it allows; unset: none"
+    )
+    fsdp: bool = setting(
+        False, "under torchrun: shard weights, gradients and optimizer state (FSDP) rather than replicate them (DDP)"
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.precision not in PRECISIONS:
@@ -359,10 +384,16 @@ class DataConfig:
     """The files of a run's splits; paths are relative to the working directory. Which columns they hold is
     the task's to say, in its own section."""
 
-    train: str | None = None
-    dev: str | None = None
-    test: str | None = None
-    train_rows: int | None = None  # train on the first N rows of the training file only (a quick or subset run)
+    train: str | None = setting(
+        None, "the training file (TSV, CSV, JSONL; CoNLL for tag; SQuAD JSON for qa); required but for pretrain"
+    )
+    dev: str | None = setting(
+        None, "the dev file: evaluated at each epoch end and every `train.save_steps`; picks the best model"
+    )
+    test: str | None = setting(None, "the test file: scored once, with the best model")
+    train_rows: int | None = setting(
+        None, "train on the first N rows of the training file only, at least 1; unset: all"
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.train_rows is not None and self.train_rows <= 0:
@@ -389,12 +420,20 @@ class RunConfig:
     pip-shipped all-MiniLM-L6-v2. `train` may be inline or the path of a classic train file. The task's own
     settings (`settings`) are the section named after the task: `"classify": {"text": "sentence"}`, say."""
 
-    task: str = "classify"
-    model: str | None = None
-    tokenizer: str | None = None
-    output_dir: str = "runs/run"
-    max_len: int = 128
-    device: str | None = None
+    task: str = setting(
+        "classify", "classify, pair, tag, qa, embed or pretrain; its settings are the section of that name"
+    )
+    model: str | None = setting(
+        None,
+        "a Hugging Face model directory or hub id to fine-tune, or a model JSON for random weights; "
+        "unset: the pip-shipped all-MiniLM-L6-v2",
+    )
+    tokenizer: str | None = setting(None, "the directory of vocab.txt, needed when `model` is a model JSON")
+    output_dir: str = setting(
+        "runs/run", "the run directory; one run a directory (`--resume` continues it, `--overwrite` replaces it)"
+    )
+    max_len: int = setting(128, "tokens per input, [CLS] and [SEP] included, from 4 to the model's positions")
+    device: str | None = setting(None, "cpu, cuda, cuda:N or mps; unset: the best available")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     settings: Any = None

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
@@ -37,11 +38,15 @@ class ClassifySettings:
     """The `classify` section: the columns, the kind of problem, and for multi-label rows how labels are
     separated and the probability above which a label is predicted."""
 
-    text: str = "text"
-    label: str = "label"
-    problem_type: str = SINGLE
-    threshold: float = 0.5
-    label_separator: str = ","  # between the labels of one multi-label row
+    text: str = setting("text", "the text column")
+    label: str = setting("label", "the label column")
+    problem_type: str = setting(
+        SINGLE,
+        "single_label, multi_label (labels separated by `label_separator`, or a JSON list) "
+        "or regression (a finite number)",
+    )
+    threshold: float = setting(0.5, "multi_label: a label is predicted above this probability, in (0, 1)")
+    label_separator: str = setting(",", "multi_label: what separates the labels of a row, not empty")
 
     def validate(self, source: str = "config") -> None:
         if self.problem_type not in HF_PROBLEM_TYPES:

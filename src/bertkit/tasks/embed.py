@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import ModelConfig
+from bertkit.config import ModelConfig, setting
 from bertkit.data.batching import Batch, Example, pad_encodings
 from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
@@ -50,15 +50,19 @@ class EmbedSettings:
     normalisation (None: the starting model's when it is a sentence-transformers directory, else mean and
     none)."""
 
-    text_a: str = "sentence1"
-    text_b: str = "sentence2"
-    score: str = "score"
-    label: str = "label"
-    score_scale: float = 5.0
-    loss: str = "cosine"
-    pooling: str | None = None
-    normalize: bool | None = None
-    positive_label: str | None = None  # with `mnrl`: keep only the pairs whose `label` is this (paraphrase data)
+    text_a: str = setting("sentence1", "the first text's column")
+    text_b: str = setting("sentence2", "the second text's column")
+    score: str = setting("score", "the gold similarity column (cosine, cosent): a finite number")
+    label: str = setting("label", "the label column (softmax; and mnrl with `positive_label`)")
+    score_scale: float = setting(5.0, "the gold score's top (STS: 5), above 0")
+    loss: str = setting("cosine", "cosine, cosent, softmax (a label per pair) or mnrl (in-batch ranking)")
+    pooling: str | None = setting(
+        None, "mean, cls or max; unset: the starting sentence-transformers model's, else mean"
+    )
+    normalize: bool | None = setting(None, "unit-length vectors; unset: the starting model's, else false")
+    positive_label: str | None = setting(
+        None, "mnrl: keep only the pairs whose `label` is this (paraphrase data); unset: every pair"
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.loss not in LOSSES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from bertkit.config import setting
 from bertkit.errors import UserError
 from bertkit.tasks.classify import REGRESSION, SINGLE, ClassificationTask
 
@@ -19,10 +20,10 @@ class PairSettings:
     """The `pair` section: the two text columns, the label column, and whether the label is a class
     (`single_label`) or a number (`regression`): chosen here, never guessed from how labels are written."""
 
-    text_a: str = "sentence1"
-    text_b: str = "sentence2"
-    label: str = "label"
-    problem_type: str = SINGLE
+    text_a: str = setting("sentence1", "the first text's column")
+    text_b: str = setting("sentence2", "the second text's column")
+    label: str = setting("label", "the label column")
+    problem_type: str = setting(SINGLE, "single_label (a class) or regression (a finite number)")
 
     def validate(self, source: str = "config") -> None:
         if self.problem_type not in (SINGLE, REGRESSION):

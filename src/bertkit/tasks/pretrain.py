@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import read_json
+from bertkit.config import read_json, setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus, stale_because
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
@@ -51,21 +51,33 @@ class PretrainSettings:
     """The `pretrain` section: the corpus and how instances are drawn from it. `text` is the column a saved
     model reads for fill-mask predictions."""
 
-    files: list | None = None
-    format: str = "sentences"  # sentences: one per line, blank line between documents; documents: one per line
-    prepared: str | None = None  # the tokenised shards; default <output_dir>/corpus, built when missing
-    scrub: bool = False  # replace e-mails, phone numbers and other PII with placeholders before tokenising
-    short_seq_prob: float = 0.1
-    nsp: bool = True
-    mask_prob: float = 0.15
-    whole_word: bool = False
-    dev_documents: int = 100  # the first documents are held out for evaluation
-    text: str = "text"
-    objective: str = "mlm"  # mlm: masked-LM (+ NSP); electra: replaced-token detection
-    discriminator_weight: float = 50.0  # electra: the discriminator's loss weight against the generator's
-    # every dropout probability while pretraining (0: off, which learns more per step when data is not
-    # repeated); the saved config keeps the model's own, for fine-tuning. None: the model's own
-    dropout: float | None = None
+    files: list | None = setting(None, "the corpus: text files")
+    format: str = setting(
+        "sentences", "sentences (one a line, a blank line between documents) or documents (one a line)"
+    )
+    prepared: str | None = setting(
+        None, "the tokenised shards; unset: <output_dir>/corpus, built when missing or stale"
+    )
+    scrub: bool = setting(
+        False, "replace e-mails, phone numbers and other PII with placeholder tokens before tokenising"
+    )
+    short_seq_prob: float = setting(0.1, "share of instances made shorter than max_len, in [0, 1)")
+    nsp: bool = setting(True, "train next-sentence prediction too")
+    mask_prob: float = setting(0.15, "share of tokens masked, in (0, 1)")
+    whole_word: bool = setting(False, "mask every piece of a word together")
+    dev_documents: int = setting(
+        100, "the first documents held out for evaluation (at most a tenth of the corpus), at least 0; 0: no dev"
+    )
+    text: str = setting("text", "the column a saved model reads for fill-mask predictions")
+    objective: str = setting(
+        "mlm", "mlm (masked-LM, with NSP when `nsp`) or electra (replaced-token detection; `nsp` false)"
+    )
+    discriminator_weight: float = setting(
+        50.0, "electra: the discriminator's loss weight against the generator's, above 0"
+    )
+    dropout: float | None = setting(
+        None, "every dropout probability while pretraining, in [0, 1); 0: off; unset: the model's own"
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.format not in FORMATS:

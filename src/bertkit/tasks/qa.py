@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.data.squad import read_questions
@@ -46,13 +47,17 @@ class QASettings:
     how answers are compared when scored (`words`, the official normalisation; `chars` for languages whose
     words are not the unit, such as Korean)."""
 
-    doc_stride: int = 128
-    max_query_length: int = 64
-    max_answer_length: int = 30
-    n_best: int = 20
-    null_threshold: float = 0.0
-    version: str = "auto"
-    level: str = "words"
+    doc_stride: int = setting(128, "passage tokens two windows share, at least 0 and below the window")
+    max_query_length: int = setting(64, "question tokens kept, at least 1")
+    max_answer_length: int = setting(30, "longest answer in tokens, at least 1")
+    n_best: int = setting(20, "candidate answers kept per question, at least 1")
+    null_threshold: float = setting(
+        0.0, "SQuAD 2.0: no answer when the null score beats the best span's by more than this, a finite number"
+    )
+    version: str = setting("auto", "auto (2.0 when the training data has an unanswerable question), 1.1 or 2.0")
+    level: str = setting(
+        "words", "how answers are compared when scored: words (the official normalisation) or chars (Korean)"
+    )
 
     def validate(self, source: str = "config") -> None:
         for key in ("doc_stride", "max_query_length", "max_answer_length", "n_best"):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
 from bertkit.data.windows import windows
@@ -39,11 +40,15 @@ class TagSettings:
     first), the column of raw text to tag, and how many sub-tokens two windows of a long sentence share
     (default: a quarter of a window)."""
 
-    tokens: str = "tokens"
-    tags: str = "tags"
-    tag_column: int = -1
-    text: str = "text"
-    stride: int | None = None
+    tokens: str = setting("tokens", "JSONL: the field of a sentence's words (a list of strings)")
+    tags: str = setting("tags", "JSONL: the field of the words' tags (IOB1, IOB2 or BIOES; read as IOB2)")
+    tag_column: int = setting(-1, "CoNLL: the column of the tag (the word is the first); negative counts from the end")
+    text: str = setting("text", "the field of raw text to tag (prediction)")
+    stride: int | None = setting(
+        None,
+        "sub-tokens two windows of a long sentence share, at least 0 and below max_len - 2; "
+        "unset: a quarter of a window",
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.stride is not None and self.stride < 0:
