@@ -31,7 +31,7 @@ def rows(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
             continue
         doc = field.metadata.get("doc")
         if not doc:
-            raise SystemExit(f"{cls.__name__}.{field.name}: no doc (declare it with bertkit.config.setting)")
+            raise SystemExit(f"{cls.__name__}.{field.name}: no doc (declare it with bertkit.sections.setting)")
         default = "unset" if field.default is None else json.dumps(field.default)
         lines.append(f"| `{field.name}` | {type_name(hints[field.name])} | `{default}` | {doc} |")
     return lines

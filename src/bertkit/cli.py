@@ -6,18 +6,18 @@ import argparse
 import io
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from bertkit.arguments import bounded, file_path, fraction, positive
+from bertkit.arguments import file_path, fraction, positive
 from bertkit.config import PRECISIONS
 from bertkit.errors import UserError
 from bertkit.export import add_export_parser
 from bertkit.hub import add_push_parser
 from bertkit.inference import RUNTIMES
 from bertkit.io import check_writable, make_directory, to_json, write_atomic
+from bertkit.score_command import add_score_parser
 from bertkit.serving.command import add_serve_parser
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
@@ -189,59 +189,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"confusion matrix: {run_dir / 'test_confusion_matrix.png'} (.json beside it)")
 
 
-def cmd_score_tag(args: argparse.Namespace) -> None:
-    """Entity scores of predicted tags against gold ones, CoNLL files of the same sentences: a conlleval."""
-    from bertkit.data.readers import read_conll
-    from bertkit.train import entities
-
-    gold, predicted = read_conll(args.gold, -1), read_conll(args.predicted, -1)
-    if len(gold) != len(predicted):
-        raise UserError(f"{args.predicted}: {len(predicted)} sentences, {args.gold} has {len(gold)}")
-    counts = entities.EntityCounts(args.mode, args.scheme)
-    for g, p in zip(gold, predicted, strict=True):
-        if g["tokens"] != p["tokens"]:
-            raise UserError(f"{p.where}: the words differ from those of {g.where}")
-        entities.check(g["tags"], g.where)
-        entities.check(p["tags"], p.where)
-        try:
-            counts.add(g["tags"], p["tags"])
-        except ValueError as err:  # a tag the strict scheme does not allow
-            raise UserError(f"{g.where} / {p.where}: {err}") from None
-    scheme = args.scheme if args.mode == "strict" else None
-    print(json.dumps({"mode": args.mode, "scheme": scheme, **counts.report()}, indent=1))
-
-
-def cmd_score_qa(args: argparse.Namespace) -> None:
-    """Exact match and F1 of a predictions file against SQuAD-format data, as the official scripts score."""
-    from bertkit.data.squad import read_questions
-    from bertkit.train import qa_scores
-
-    def read_json(path: Path, what: str) -> dict:
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"{path}: not a JSON file ({err})") from None
-        if not isinstance(content, dict):
-            raise UserError(f"{path}: expected a JSON object of question id -> {what}")
-        return content
-
-    questions = read_questions(args.data, with_targets=True, check=False)
-    predictions = {str(k): str(v) for k, v in read_json(args.predictions, "answer text").items()}
-    null_odds = None
-    if args.null_odds:
-        null_odds = {str(k): float(v) for k, v in read_json(args.null_odds, "null odds").items()}
-    version = args.version
-    if version == "auto":
-        version = "2.0" if any(q["impossible"] for q in questions) else "1.1"
-    gold = {q["id"]: [a["text"] for a in q["answers"]] for q in questions}
-    scores = qa_scores.evaluate(gold, predictions, version, args.level, null_odds, args.null_threshold)
-    if unknown := len(set(predictions) - set(gold)):
-        print(f"bertkit: {unknown} predictions name no question of {args.data}", file=sys.stderr)
-    print(json.dumps({"version": version, "level": args.level, **scores}, indent=1))
-
-
 def cmd_bench(args: argparse.Namespace) -> None:
     """The side-by-side benchmarks live beside the package, in a source checkout's benchmarks/."""
     root = Path(__file__).resolve().parents[2]
@@ -384,35 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo config")
     demo.set_defaults(run=cmd_demo)
 
-    score = commands.add_parser("score", help="score predictions against gold data")
-    scores = score.add_subparsers(dest="score", required=True)
-    tag_score = scores.add_parser(
-        "tag", help="entity precision, recall and F1 of two CoNLL files (word first, tag last): a conlleval"
-    )
-    tag_score.add_argument("gold", type=file_path, help="CoNLL file with the gold tags")
-    tag_score.add_argument("predicted", type=file_path, help="CoNLL file of the same sentences with predicted tags")
-    tag_score.add_argument(
-        "--mode", choices=("lenient", "strict"), default="lenient", help="lenient: as conlleval reads tags"
-    )
-    tag_score.add_argument(
-        "--scheme", choices=("IOB1", "IOB2", "BIOES"), default="IOB2", help="the scheme of strict mode"
-    )
-    tag_score.set_defaults(run=cmd_score_tag)
-    qa_score = scores.add_parser("qa", help="exact match and F1 of answers, as the official SQuAD scripts score")
-    qa_score.add_argument("data", type=file_path, help="SQuAD v1.1 / v2.0 JSON (or JSONL) with the gold answers")
-    qa_score.add_argument("predictions", type=file_path, help="JSON object: question id -> answer text")
-    qa_score.add_argument("--null-odds", type=file_path, help="JSON object: question id -> null odds (v2.0 na_prob)")
-    qa_score.add_argument(
-        "--null-threshold",
-        type=bounded(float, -math.inf, math.inf, False),
-        default=1.0,
-        help="no answer above these odds (1.0)",
-    )
-    qa_score.add_argument("--version", choices=("auto", "1.1", "2.0"), default="auto", help="auto: from the data")
-    qa_score.add_argument(
-        "--level", choices=("words", "chars"), default="words", help="words: official; chars: for Korean, Chinese"
-    )
-    qa_score.set_defaults(run=cmd_score_qa)
+    add_score_parser(commands)
 
     bench = commands.add_parser(
         "bench", help="side-by-side speed against transformers (`bertkit bench --help`)", add_help=False

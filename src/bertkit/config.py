@@ -10,62 +10,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import json
 import logging
-import math
-import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bertkit.errors import UserError
+from bertkit.hf_keys import HF_IGNORED, HF_NAMES, HF_UNSUPPORTED, unread_hf_key
+from bertkit.sections import apply_override, build_section, read_json, section_of, setting, where_from
 
 log = logging.getLogger("bertkit")
-# Classic name -> Hugging Face name. The classic names are the attribute names.
-HF_NAMES = {
-    "dim": "hidden_size",
-    "dim_ff": "intermediate_size",
-    "n_layers": "num_hidden_layers",
-    "n_heads": "num_attention_heads",
-    "p_drop_attn": "attention_probs_dropout_prob",
-    "p_drop_hidden": "hidden_dropout_prob",
-    "max_len": "max_position_embeddings",
-    "n_segments": "type_vocab_size",
-    "vocab_size": "vocab_size",
-    "layer_norm_eps": "layer_norm_eps",
-    "pad_token_id": "pad_token_id",
-    "hidden_act": "hidden_act",
-    "initializer_range": "initializer_range",
-}
-# Hugging Face keys that describe bookkeeping, not the network; read and dropped.
-HF_IGNORED = set(
-    (
-        "architectures model_type _name_or_path transformers_version torch_dtype dtype gradient_checkpointing "
-        "use_cache classifier_dropout output_past chunk_size_feed_forward output_hidden_states "
-        "output_attentions return_dict tie_word_embeddings is_encoder_decoder bos_token_id eos_token_id "
-        "sep_token_id directionality pooler_fc_size pooler_num_attention_heads pooler_num_fc_layers "
-        "pooler_size_per_head pooler_type tokenizer_class num_labels label2id finetuning_task pruned_heads "
-        "torchscript use_bfloat16 tf_legacy_loss xla_device prefix task_specific_params "
-        "cross_attention_hidden_size tie_encoder_decoder decoder_start_token_id forced_bos_token_id "
-        "forced_eos_token_id remove_invalid_values output_scores return_dict_in_generate"
-    ).split()
-)
-# Generation settings that older transformers versions write into every config; dropped too.
-HF_IGNORED |= set(
-    (
-        "max_length min_length do_sample early_stopping num_beams num_beam_groups diversity_penalty "
-        "temperature top_k top_p typical_p repetition_penalty length_penalty no_repeat_ngram_size "
-        "encoder_no_repeat_ngram_size bad_words_ids num_return_sequences exponential_decay_length_penalty "
-        "suppress_tokens begin_suppress_tokens"
-    ).split()
-)
-# Hugging Face settings that would change the network into one bertkit does not build.
-HF_UNSUPPORTED = {
-    "position_embedding_type": "absolute",
-    "is_decoder": False,
-    "add_cross_attention": False,
-}
 # Beyond these a network is a typo, not a model that fits in memory; checked before anything is built.
 SHAPE_LIMITS = {
     "vocab_size": 1 << 22,
@@ -79,106 +34,6 @@ SHAPE_LIMITS = {
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def setting(default: Any, doc: str) -> Any:
-    """A config key: its default, and what it means (its bounds, and its meaning at 0), for the reference
-    (`docs/config.md`, made from these by scripts/config_reference.py)."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
-
-
-def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:
-    """Return `value` converted to the field's type, or raise naming the key and the file."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        annotation = next(a for a in args if a is not type(None))
-        origin = typing.get_origin(annotation)
-    expected = origin or annotation
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is float and isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{source}: key '{key}' must be a finite number, got {value}")
-    if expected is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        raise UserError(f"{source}: key '{key}' must be {expected.__name__}, got {type(value).__name__} ({value!r})")
-    return value
-
-
-def unknown_key(key: str, known: typing.Iterable[str], source: str, prefix: str = "") -> UserError:
-    """The error for a key no section has: the section's keys, and the closest of them when one is close."""
-    known = sorted(known)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-    section = f"the {prefix[:-1]!r} section's" if prefix else "top-level"
-    return UserError(f"{source}: unknown key '{prefix}{key}' ({hint}{section} keys: {', '.join(known)})")
-
-
-def _origin(key: str, source: str, set_keys: typing.AbstractSet[str]) -> str:
-    """Where a key's value came from: a `--set` on the command line, or the file."""
-    if any(k == key or k.startswith(key + ".") for k in set_keys):
-        return f"--set {key}"
-    return source
-
-
-def build_section(
-    cls: type,
-    data: dict[str, Any],
-    source: str,
-    prefix: str = "",
-    extra_keys: tuple = (),
-    set_keys: typing.AbstractSet[str] = frozenset(),
-) -> Any:
-    """A config dataclass from a JSON object: unknown keys, wrong types and impossible values name the key and
-    the file (or the `--set` among `set_keys` that gave it). `extra_keys` are known to the message (sections
-    read elsewhere)."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in names:
-            raise unknown_key(key, names | set(extra_keys), _origin(prefix + key, source, set_keys), prefix)
-    values = {
-        key: _check_type(value, hints[key], prefix + key, _origin(prefix + key, source, set_keys))
-        for key, value in data.items()
-    }
-    config = cls(**values)
-    if validate := getattr(config, "validate", None):
-        validate(source)
-    return config
-
-
-def read_json(path: str | Path, top: type = dict) -> Any:
-    """A JSON file whose top level is a `top` (an object, or a list); a missing, unreadable, non-UTF-8 or
-    malformed file is a user error naming it (and the line)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
-    if not path.is_file():
-        raise UserError(f"{path}: not a file (a JSON file is expected)")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
-    except RecursionError:
-        raise UserError(f"{path}: invalid JSON (nested too deeply)") from None
-    if not isinstance(data, top):
-        raise UserError(f"{path}: expected a JSON {'object' if top is dict else 'list'} at the top level")
-    return data
-
-
-def _unread_hf_key(key: str, source: str) -> None:
-    """A key bertkit does not read: an error when it looks like a misspelt network setting, else a warning."""
-    network_keys = [*HF_NAMES.values(), *HF_UNSUPPORTED]
-    if close := difflib.get_close_matches(key, network_keys, n=1, cutoff=0.8):
-        raise UserError(f"{source}: unknown key '{key}' (did you mean '{close[0]}'?)")
-    log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)
 
 
 def _label_ids(value: Any, source: str) -> dict[int, str]:
@@ -275,7 +130,7 @@ class ModelConfig:
             elif key == "problem_type":
                 values["problem_type"] = value
             elif key not in HF_IGNORED and key not in HF_UNSUPPORTED and not key.startswith("_"):
-                _unread_hf_key(key, source)
+                unread_hf_key(key, source)
         return build_section(cls, values, source)
 
     @classmethod
@@ -468,16 +323,16 @@ class RunConfig:
         if not isinstance(name, str) or name not in task_settings:
             close = difflib.get_close_matches(str(name), task_settings, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            where = _origin("task", source, set_keys)
+            where = where_from("task", source, set_keys)
             raise UserError(f"{where}: unknown task {name!r} ({hint}known: {', '.join(task_settings)})")
         section = functools.partial(build_section, source=source, set_keys=set_keys)
-        settings = section(task_settings[name], _section(data.pop(name, {}), name, source), prefix=f"{name}.")
+        settings = section(task_settings[name], section_of(data.pop(name, {}), name, source), prefix=f"{name}.")
         train = data.pop("train", {})
         if isinstance(train, str):  # the path of a classic train file
             train_config = TrainConfig.from_json(train)
         else:
-            train_config = section(TrainConfig, _section(train, "train", source), prefix="train.")
-        data_config = section(DataConfig, _section(data.pop("data", {}), "data", source), prefix="data.")
+            train_config = section(TrainConfig, section_of(train, "train", source), prefix="train.")
+        data_config = section(DataConfig, section_of(data.pop("data", {}), "data", source), prefix="data.")
         if "settings" in data:
             raise UserError(f"{source}: unknown key 'settings' (the task's settings go under '{name}')")
         config = section(cls, data, extra_keys=("data", "train", name))
@@ -502,29 +357,3 @@ class RunConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
         data = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in data.items()}
         return {**data, self.task: dataclasses.asdict(self.settings)}
-
-
-def _section(value: Any, key: str, source: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UserError(f"{source}: key '{key}' must be an object")
-    return value
-
-
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply `key=value` or `section.key=value`; the value is read as JSON when it parses, else as text."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise UserError(f"--set {assignment!r}: expected key=value")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    *sections, last = key.split(".")
-    target = data
-    for section in sections:
-        if isinstance(target.get(section), str):
-            target[section] = read_json(target[section])
-        target = target.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise UserError(f"--set {assignment!r}: {section!r} is not a section")
-    target[last] = value

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bertkit.config import SHAPE_LIMITS, ModelConfig, build_section, read_json
+from bertkit.config import SHAPE_LIMITS, ModelConfig
 from bertkit.data.batching import Batch, inference_batches, lengths_of
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
@@ -22,6 +22,7 @@ from bertkit.errors import UserError
 from bertkit.hub import resolve
 from bertkit.model.hf_dir import Pretrained
 from bertkit.model.st_dir import is_sentence_dir, read_layout
+from bertkit.sections import build_section, read_json
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import TASK_FILE, Accumulator, Outputs, Task
 from bertkit.tasks.embed import EmbedSettings, EmbedTask

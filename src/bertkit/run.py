@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from bertkit.config import ModelConfig, RunConfig, read_json
+from bertkit.config import ModelConfig, RunConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
 from bertkit.io import is_text, make_directory, to_json, write_atomic
+from bertkit.sections import read_json
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer

@@ -24,9 +24,9 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as FastTokenizer
 
-from bertkit.config import read_json
 from bertkit.errors import UserError
 from bertkit.io import make_directory, write_atomic
+from bertkit.sections import read_json
 
 SPECIAL_TOKENS = {
     "unk_token": "[UNK]",

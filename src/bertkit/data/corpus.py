@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bertkit.config import read_json
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
 from bertkit.scrub import PLACEHOLDERS, scrub
+from bertkit.sections import read_json
 from bertkit.tokenizer import Tokenizer
 
 FORMATS = ("sentences", "documents")

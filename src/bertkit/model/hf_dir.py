@@ -19,8 +19,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from bertkit.config import HF_NAMES, ModelConfig
+from bertkit.config import ModelConfig
 from bertkit.errors import UserError
+from bertkit.hf_keys import HF_NAMES
 from bertkit.io import atomic_directory
 
 if TYPE_CHECKING:

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertkit.config import SHAPE_LIMITS, read_json
+from bertkit.config import SHAPE_LIMITS
 from bertkit.errors import UserError
+from bertkit.sections import read_json
 
 MODULES = "modules.json"
 ST_CONFIG = "sentence_bert_config.json"

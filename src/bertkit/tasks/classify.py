@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
+from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.train import metrics
 

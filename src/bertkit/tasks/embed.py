@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import ModelConfig, setting
+from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, Example, pad_encodings
 from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
 from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
+from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.tasks.classify import finite_number, label_id, label_set, sorted_labels
 from bertkit.train import metrics

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bertkit.config import setting
 from bertkit.errors import UserError
+from bertkit.sections import setting
 from bertkit.tasks.classify import REGRESSION, SINGLE, ClassificationTask
 
 

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import read_json, setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus, stale_because
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
@@ -35,6 +34,7 @@ from bertkit.errors import UserError
 from bertkit.model.dropout import set_dropout
 from bertkit.model.electra import BertForReplacedTokenDetection
 from bertkit.model.heads import BertForPreTraining
+from bertkit.sections import read_json, setting
 from bertkit.tasks.base import Outputs, Splits, Task, load_model
 from bertkit.train.metrics import Mean
 

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.data.squad import read_questions
 from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForQuestionAnswering
+from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model
 from bertkit.train import qa_scores
 from bertkit.train.metrics import Mean

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import setting
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
 from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForTokenClassification
+from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.train import entities
 from bertkit.train.metrics import Mean

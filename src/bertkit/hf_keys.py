@@ -1,0 +1,64 @@
+"""Hugging Face's names in `config.json`: what each of bertkit's model settings is called there, and which of
+its other keys bertkit drops (bookkeeping), refuses (a network it does not build) or warns about."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+
+from bertkit.errors import UserError
+
+log = logging.getLogger("bertkit")
+
+# Classic name -> Hugging Face name. The classic names are the attribute names.
+HF_NAMES = {
+    "dim": "hidden_size",
+    "dim_ff": "intermediate_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "p_drop_attn": "attention_probs_dropout_prob",
+    "p_drop_hidden": "hidden_dropout_prob",
+    "max_len": "max_position_embeddings",
+    "n_segments": "type_vocab_size",
+    "vocab_size": "vocab_size",
+    "layer_norm_eps": "layer_norm_eps",
+    "pad_token_id": "pad_token_id",
+    "hidden_act": "hidden_act",
+    "initializer_range": "initializer_range",
+}
+# Hugging Face keys that describe bookkeeping, not the network; read and dropped.
+HF_IGNORED = set(
+    (
+        "architectures model_type _name_or_path transformers_version torch_dtype dtype gradient_checkpointing "
+        "use_cache classifier_dropout output_past chunk_size_feed_forward output_hidden_states "
+        "output_attentions return_dict tie_word_embeddings is_encoder_decoder bos_token_id eos_token_id "
+        "sep_token_id directionality pooler_fc_size pooler_num_attention_heads pooler_num_fc_layers "
+        "pooler_size_per_head pooler_type tokenizer_class num_labels label2id finetuning_task pruned_heads "
+        "torchscript use_bfloat16 tf_legacy_loss xla_device prefix task_specific_params "
+        "cross_attention_hidden_size tie_encoder_decoder decoder_start_token_id forced_bos_token_id "
+        "forced_eos_token_id remove_invalid_values output_scores return_dict_in_generate"
+    ).split()
+)
+# Generation settings that older transformers versions write into every config; dropped too.
+HF_IGNORED |= set(
+    (
+        "max_length min_length do_sample early_stopping num_beams num_beam_groups diversity_penalty "
+        "temperature top_k top_p typical_p repetition_penalty length_penalty no_repeat_ngram_size "
+        "encoder_no_repeat_ngram_size bad_words_ids num_return_sequences exponential_decay_length_penalty "
+        "suppress_tokens begin_suppress_tokens"
+    ).split()
+)
+# Hugging Face settings that would change the network into one bertkit does not build.
+HF_UNSUPPORTED = {
+    "position_embedding_type": "absolute",
+    "is_decoder": False,
+    "add_cross_attention": False,
+}
+
+
+def unread_hf_key(key: str, source: str) -> None:
+    """A key bertkit does not read: an error when it looks like a misspelt network setting, else a warning."""
+    network_keys = [*HF_NAMES.values(), *HF_UNSUPPORTED]
+    if close := difflib.get_close_matches(key, network_keys, n=1, cutoff=0.8):
+        raise UserError(f"{source}: unknown key '{key}' (did you mean '{close[0]}'?)")
+    log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)
