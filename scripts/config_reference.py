@@ -59,7 +59,8 @@ def render() -> str:
     ]
     for name, task in TASKS.items():
         parts += ["", f"## `{name}` (task {name})", "", *rows(task.settings_type)]
-    parts += ["", "## Model JSON (random weights; Hugging Face `config.json` names in brackets)", "", *rows(ModelConfig)]
+    model_heading = "## Model JSON (random weights; Hugging Face `config.json` names in brackets)"
+    parts += ["", model_heading, "", *rows(ModelConfig)]
     return "\n".join(parts) + "\n"
 
 
