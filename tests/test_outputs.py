@@ -12,10 +12,12 @@ from tiny import make_setup
 
 from bertkit.cli import main
 
+# Devices are reached through links in the test's own folder: code that wrongly replaced its output would
+# replace the link, never the machine's device.
 BAD_OUTPUTS = {
     "under a file": lambda root: root / "a_file" / "out",
     "name too long": lambda root: root / ("x" * 300),
-    "on a full disk": lambda root: Path("/dev/full"),
+    "on a full disk": lambda root: root / "full",
     "in a missing /proc entry": lambda root: Path("/proc/no-such-process/out"),
 }
 
@@ -24,6 +26,8 @@ BAD_OUTPUTS = {
 def inputs(tmp_path_factory, classifier_dir) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("outputs")
     (root / "a_file").write_text("mine")
+    (root / "full").symlink_to("/dev/full")
+    (root / "null").symlink_to("/dev/null")
     (root / "in.tsv").write_text("text\nthe movie was good\n")
     (root / "corpus.txt").write_text("the movie was good\n\nand the plot was dull\n")
     setup = make_setup(root / "tiny", n_train=8)
@@ -49,13 +53,14 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_it(inputs, capsys, 
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and error.startswith("bertkit: error: ")
     assert str(out) in error or str(out.parent) in error  # the output, or the part of its path in the way
+    assert (inputs["root"] / "full").is_symlink()
     assert (inputs["root"] / "a_file").read_text() == "mine"
 
 
 def test_a_device_as_the_output_is_written_to_not_replaced(inputs):
-    argv = COMMANDS["predict"](inputs, "/dev/null")
+    argv = COMMANDS["predict"](inputs, str(inputs["root"] / "null"))
     assert main(argv) == 0
-    assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert (inputs["root"] / "null").is_symlink() and stat.S_ISCHR((inputs["root"] / "null").stat().st_mode)
 
 
 def test_a_directory_of_other_files_is_not_replaced_by_a_corpus(inputs, capsys):
