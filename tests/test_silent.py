@@ -142,3 +142,16 @@ def test_a_tagging_input_mixing_words_and_text_names_its_line(tmp_path, capsys, 
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     error = error_of(capsys, "predict", str(tagger_dir), "--input", str(tmp_path / "in.jsonl"), "--output", "o")
     assert "in.jsonl: line 2" in error and "line 1" in error
+
+
+def test_serve_refuses_a_missing_graph_and_a_port_in_use_in_one_line(capsys, classifier_dir):
+    import socket
+
+    error = error_of(capsys, "serve", str(classifier_dir), "--runtime", "onnx")
+    assert "model.onnx: not found" in error
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        error = error_of(capsys, "serve", str(classifier_dir), "--port", port)
+    assert f"--port {port}: cannot listen there" in error

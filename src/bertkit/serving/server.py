@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
-from bertkit.inference import Predictor, load, load_task, model_directory
+from bertkit.inference import RUNTIMES, Predictor, load, load_task, model_directory
 from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
 from bertkit.serving.metrics import ServerMetrics, observe_requests
 from bertkit.tokenizer import Tokenizer
@@ -170,8 +170,7 @@ def failed(app: FastAPI, loading: asyncio.Future) -> None:
     """A model that fails to load stops the server; `serve` raises the error once it has stopped."""
     if loading.cancelled() or loading.exception() is None:
         return
-    app.state.load_error = loading.exception()
-    log.error("bertkit: error: %s", app.state.load_error)
+    app.state.load_error = loading.exception()  # `serve` reports it, once the server has stopped
     getattr(app.state, "stop", lambda: None)()
 
 
@@ -274,6 +273,8 @@ def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
     # a wrong directory or address is a user error at once, not a server that never gets ready
     model_dir = model_directory(model_dir)
     load_task(model_dir, Tokenizer.from_pretrained(model_dir))
+    if RUNTIMES[options.runtime] and not (model_dir / RUNTIMES[options.runtime]).is_file():
+        raise UserError(f"{model_dir / RUNTIMES[options.runtime]}: not found (make it with `bertkit export`)")
     check_address(host, port)
     app = create_app(model_dir, options)
     server = uvicorn.Server(
