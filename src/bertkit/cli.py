@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from bertkit.arguments import file_path, fraction, positive
 from bertkit.config import PRECISIONS
-from bertkit.errors import UserError
+from bertkit.errors import UserError, one_line
 from bertkit.export import add_export_parser
 from bertkit.hub import add_push_parser
 from bertkit.inference import RUNTIMES
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         if err.errno is None:
             raise
         where = f"{err.filename}: " if err.filename else ""
-        print(f"bertkit: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"bertkit: error: {one_line(f'{where}{err.strerror or err}')}", file=sys.stderr)
         return 2
     return 0
 
