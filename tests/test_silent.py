@@ -155,3 +155,12 @@ def test_serve_refuses_a_missing_graph_and_a_port_in_use_in_one_line(capsys, cla
         port = str(taken.getsockname()[1])
         error = error_of(capsys, "serve", str(classifier_dir), "--port", port)
     assert f"--port {port}: cannot listen there" in error
+
+
+def test_a_directory_given_for_a_file_and_a_run_given_for_its_model_say_so(capsys, classifier_dir, tmp_path):
+    error = error_of(capsys, "predict", str(classifier_dir), "--input", str(tmp_path), "--output", "o.jsonl")
+    assert f"{tmp_path}: is a directory; a file is expected" in error
+    (tmp_path / "in.txt").write_text("a text\n")
+    run_dir = classifier_dir.parent
+    error = error_of(capsys, "predict", str(run_dir), "--input", str(tmp_path / "in.txt"), "--output", "o.jsonl")
+    assert f"a run directory; its model is {run_dir / 'model'}" in error

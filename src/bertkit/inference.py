@@ -146,6 +146,8 @@ def model_directory(directory: str | Path) -> Path:
     directory = resolve(directory)
     if not (directory / "config.json").is_file():
         what = "not found" if not directory.exists() else "not a model directory (no config.json)"
+        if (directory / "model" / "config.json").is_file():
+            what = f"a run directory; its model is {directory / 'model'}"
         raise UserError(f"{directory}: {what}")
     return directory
 

@@ -16,6 +16,16 @@ from typing import Any
 from bertkit.errors import UserError
 
 
+def existing_file(path: str | Path, what: str = "file") -> Path:
+    """`path`, when it is a file to read; else one line: not found, or a directory where a file belongs."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; a {what} is expected")
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found")
+    return path
+
+
 def make_directory(path: Path) -> None:
     """`path` and its parents as directories; a file in the way, or a place the system refuses, is one line."""
     for place in (path, *path.parents):

@@ -27,7 +27,7 @@ from bertkit.config import ModelConfig, RunConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
-from bertkit.io import is_text, make_directory, to_json, write_atomic
+from bertkit.io import existing_file, is_text, make_directory, to_json, write_atomic
 from bertkit.sections import read_json
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
@@ -77,8 +77,11 @@ def check_before_work(config: RunConfig) -> None:
             raise UserError(f"key '{key}': {path!r}: the name is not UTF-8 text; rename it")
     for split in ("train", "dev", "test"):
         path = getattr(config.data, split)
-        if path is not None and not Path(path).is_file():
-            raise UserError(f"key 'data.{split}': {path}: file not found")
+        if path is not None:
+            try:
+                existing_file(path)
+            except UserError as err:
+                raise UserError(f"key 'data.{split}': {err}") from None
     pick_device(config.device)  # an unknown or absent device, refused before the run directory is made
     if config.task != "pretrain" and config.data.train is None:
         raise UserError("key 'data.train': no training file given")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bertkit.errors import UserError
-from bertkit.io import atomic_directory
+from bertkit.io import atomic_directory, existing_file
 from bertkit.scrub import PLACEHOLDERS, scrub
 from bertkit.sections import read_json
 from bertkit.tokenizer import Tokenizer
@@ -46,9 +46,7 @@ def split_sentences(text: str) -> list[str]:
 def read_lines(paths: Sequence[str | Path]) -> Iterator[str]:
     """The lines of text files, streamed in order; a missing file is a user error."""
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: corpus file not found")
+        path = existing_file(path, "corpus file")
         with path.open(encoding="utf-8", errors="replace") as lines:
             yield from lines
 

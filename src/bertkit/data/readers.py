@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import UserError
+from bertkit.io import existing_file
 
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob")
@@ -169,9 +170,7 @@ def read_table(
 ) -> list[Row]:
     """Rows of `path` holding at least `columns`; the `text_columns` among them must not be empty; in JSON,
     only the `list_columns` may hold lists."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = existing_file(path)
     kind = _format_of(path)
     if kind == "jsonl":
         records = jsonl_records(path)
@@ -198,9 +197,7 @@ def read_table(
 
 def read_lines(path: str | Path) -> list[Row]:
     """A text file of one text a line as rows {"text": line}; blank lines are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = existing_file(path)
     rows = [Row(str(path), n, {"text": t}) for n, t in text_lines(read_text(path)) if t.strip()]
     if not rows:
         raise UserError(f"{path}: no texts (the file is empty)")
@@ -211,9 +208,7 @@ def read_conll(path: str | Path, tag_column: int | None) -> list[Row]:
     """Sentences of a CoNLL file as rows {"tokens": [...], "tags": [...]} (the word in the first column, the
     tag in `tag_column`; no tags when it is None); a row's line is its sentence's first. `-DOCSTART-` lines
     are skipped and counted; every word line must have as many columns as the file's first."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = existing_file(path)
     rows: list[Row] = []
     width = separator = None
     words: list[str] = []

@@ -18,6 +18,7 @@ from typing import Any
 
 from bertkit.data.readers import Row, jsonl_records
 from bertkit.errors import UserError
+from bertkit.io import existing_file
 
 log = logging.getLogger("bertkit")
 REALIGN_WINDOW = 200  # characters either side of a wrong answer_start searched for its text
@@ -157,9 +158,7 @@ def check_answers(rows: list[QuestionRow]) -> list[QuestionRow]:
 def read_questions(path: str | Path, with_targets: bool, check: bool = True) -> list[QuestionRow]:
     """Questions of a SQuAD JSON file (by its `data` list) or a JSONL file; with targets, their answers are
     checked against the contexts unless `check` is off (scoring compares texts alone)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    path = existing_file(path)
     try:
         if path.suffix.lower() == ".jsonl":
             rows = _jsonl_questions(path, with_targets)
