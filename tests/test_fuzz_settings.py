@@ -66,13 +66,22 @@ def setup(tmp_path_factory) -> dict:
     return config
 
 
-def test_generated_values_of_every_key_are_taken_or_refused(setup):
-    @quiet(SAMPLE)
+def generated_values(setup: dict, examples: int) -> None:
+    @quiet(examples)
     @given(st.sampled_from(KEYS), JSON_VALUES | st.sampled_from(BOUNDS))
     def check(place, value):
         config_or_refusal(with_setting(setup, *place, value))
 
     check()
+
+
+def test_generated_values_of_every_key_are_taken_or_refused(setup):
+    generated_values(setup, SAMPLE)
+
+
+@pytest.mark.slow
+def test_many_generated_values_of_every_key_are_taken_or_refused(setup):
+    generated_values(setup, SLOW)
 
 
 @pytest.mark.slow
