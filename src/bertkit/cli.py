@@ -123,7 +123,7 @@ def _embedding_model(args: argparse.Namespace):
     from bertkit.inference import load
 
     predictor = load(args.model, args.device, args.precision)
-    if predictor.task.name != "embed":
+    if not predictor.task.embeds:
         raise UserError(f"{args.model}: a {predictor.task.name} model, not an embedding model")
     return predictor
 

@@ -24,15 +24,9 @@ from bertkit.errors import UserError
 from bertkit.inference import load, model_directory, onnx_session
 from bertkit.io import write_atomic
 from bertkit.model.bert import set_unpad
+from bertkit.tasks import TASKS
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-OUTPUTS = {
-    "classify": ["logits"],
-    "pair": ["logits"],
-    "tag": ["logits"],
-    "qa": ["start_logits", "end_logits"],
-    "embed": ["embeddings"],
-}
 CHECK_LENGTHS = (8, 32, 128, 384)
 TOLERANCE = 1e-4
 
@@ -69,8 +63,9 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
         raise UserError(f"{out}: the export goes beside the model, not over it; name another directory")
     predictor = load(model_dir, device="cpu", precision="fp32")
     task, model = predictor.task, predictor.model
-    if task.name not in OUTPUTS:
-        raise UserError(f"{model_dir}: a {task.name} model has no ONNX export (tasks: {', '.join(OUTPUTS)})")
+    if not task.onnx_outputs:
+        exported = ", ".join(name for name, cls in TASKS.items() if cls.onnx_outputs)
+        raise UserError(f"{model_dir}: a {task.name} model has no ONNX export (tasks: {exported})")
     set_unpad(model, False)
     model.eval()
     model.save_pretrained(out, task.tokenizer, task.saved())
@@ -85,15 +80,21 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
             example,
             graph,
             input_names=INPUTS,
-            output_names=OUTPUTS[task.name],
-            dynamic_axes={name: {0: "batch", 1: "length"} for name in INPUTS + OUTPUTS[task.name]},
+            output_names=list(task.onnx_outputs),
+            dynamic_axes={name: {0: "batch", 1: "length"} for name in [*INPUTS, *task.onnx_outputs]},
             opset_version=opset,
             dynamo=False,
         )
     write_atomic(out / "model.onnx", graph.getvalue())
     lengths = [n for n in CHECK_LENGTHS if n <= model.config.max_len] or [model.config.max_len]
     difference = largest_difference(model, out / "model.onnx", lengths, model.config.vocab_size)
-    report = {"task": task.name, "lengths": lengths, "largest_difference": difference, "files": ["model.onnx"]}
+    report = {
+        "task": task.name,
+        "outputs": list(task.onnx_outputs),
+        "lengths": lengths,
+        "largest_difference": difference,
+        "files": ["model.onnx"],
+    }
     if difference > TOLERANCE:
         raise UserError(f"{out / 'model.onnx'}: onnxruntime differs from PyTorch by {difference:.2e} (> {TOLERANCE})")
     if quantize == "int8":
@@ -120,7 +121,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     report = export_onnx(args.model, args.out, args.quantize, args.opset)
     lengths = ", ".join(map(str, report["lengths"]))
-    print(f"{args.out / 'model.onnx'}: {report['task']} outputs {', '.join(OUTPUTS[report['task']])}")
+    print(f"{args.out / 'model.onnx'}: {report['task']} outputs {', '.join(report['outputs'])}")
     print(f"largest difference from PyTorch at lengths {lengths}: {report['largest_difference']:.2e}")
     if "int8_largest_difference" in report:
         print(f"{args.out / 'model.int8.onnx'}: largest difference {report['int8_largest_difference']:.2e}")

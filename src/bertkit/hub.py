@@ -12,24 +12,9 @@ from pathlib import Path
 
 from bertkit.arguments import file_path
 from bertkit.errors import UserError
+from bertkit.tasks import TASKS
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
-PIPELINE_TAGS = {
-    "classify": "text-classification",
-    "pair": "text-classification",
-    "tag": "token-classification",
-    "qa": "question-answering",
-    "embed": "sentence-similarity",
-    "pretrain": "fill-mask",
-}
-TRANSFORMERS_CLASSES = {
-    "classify": "AutoModelForSequenceClassification",
-    "pair": "AutoModelForSequenceClassification",
-    "tag": "AutoModelForTokenClassification",
-    "qa": "AutoModelForQuestionAnswering",
-    "embed": "AutoModel",
-    "pretrain": "AutoModelForPreTraining",
-}
 CARD = "README.md"
 
 
@@ -60,10 +45,10 @@ def model_card(task: str, base: str, data: dict, results: dict, repo_id: str = "
         if isinstance(value, float) and name.startswith(("dev_", "test_"))
     )
     files = "\n".join(f"- {split}: `{path}`" for split, path in data.items() if path and split != "train_rows")
-    transformers_class = TRANSFORMERS_CLASSES.get(task, "AutoModel")
+    transformers_class = TASKS[task].transformers_class
     return f"""---
 library_name: bertkit
-pipeline_tag: {PIPELINE_TAGS.get(task, "feature-extraction")}
+pipeline_tag: {TASKS[task].pipeline_tag}
 tags: [bertkit, bert, {task}]
 ---
 

@@ -93,7 +93,7 @@ class Predictor:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, dim) float32 vectors of an embedding model, in input order."""
-        if self.task.name != "embed":
+        if not self.task.embeds:
             raise UserError(f"a {self.task.name} model gives no embeddings")
         column = self.task.input_columns[0]
         rows = [Row("input", i + 1, {column: text}) for i, text in enumerate(texts)]

@@ -83,7 +83,7 @@ def check_before_work(config: RunConfig) -> None:
             except UserError as err:
                 raise UserError(f"key 'data.{split}': {err}") from None
     pick_device(config.device)  # an unknown or absent device, refused before the run directory is made
-    if config.task != "pretrain" and config.data.train is None:
+    if TASKS[config.task].reads_training_file and config.data.train is None:
         raise UserError("key 'data.train': no training file given")
     model, _ = model_and_tokenizer_sources(config)
     positions = ModelConfig.from_json(model / "config.json" if model.is_dir() else model).max_len

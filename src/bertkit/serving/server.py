@@ -34,7 +34,6 @@ from bertkit.serving.metrics import ServerMetrics, observe_requests
 from bertkit.tokenizer import Tokenizer
 
 log = logging.getLogger("bertkit")
-WINDOWED_TASKS = ("tag", "qa")  # long inputs are split into windows, never cut
 
 One = str | list[str] | dict[str, str]
 
@@ -104,7 +103,7 @@ class ModelService:
             "inputs": task.input_columns,
             "labels": getattr(task, "labels", None),
             "max_len": task.max_len,
-            "embeds": task.name == "embed",
+            "embeds": task.embeds,
             "limits": {
                 "max_inputs": self.options.max_inputs,
                 "max_body_bytes": self.options.max_body_bytes,
@@ -136,11 +135,11 @@ class ModelService:
         `columns`: the texts of each input column; an embedding model encodes each text alone."""
         task = self.predictor.task
         tokenizer, max_len = task.tokenizer, task.max_len
-        if task.name == "embed":
+        if task.embeds:
             per_text = [tokenizer.lengths(texts) for texts in columns]
         else:
             per_text = [tokenizer.lengths(columns[0], columns[1] if len(columns) > 1 else None)]
-        if task.name in WINDOWED_TASKS:
+        if task.windowed:
             return sum(map(sum, per_text)), [0] * len(per_text[0])
         dropped = [sum(max(0, n - max_len) for n in lengths) for lengths in zip(*per_text, strict=True)]
         if not self.options.truncate and any(dropped):
@@ -222,7 +221,7 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
     async def embed(request: EmbedRequest) -> JSONResponse:
         """One vector per text, in input order (embedding models)."""
         live = ready_service()
-        if live.predictor.task.name != "embed":
+        if not live.predictor.task.embeds:
             raise HTTPException(422, f"a {live.predictor.task.name} model gives no embeddings; use /predict")
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
         vectors, dropped = await live.answer("embed", texts, [texts])

@@ -63,6 +63,13 @@ class Task(ABC):
     settings_type: ClassVar[type]  # the dataclass of the task's section of a run config
     main_metric: str
     higher_is_better: ClassVar[bool] = True
+    # What differs by task outside the training loop, so that no other module asks a task its name:
+    onnx_outputs: ClassVar[tuple[str, ...]] = ()  # the exported graph's outputs; none: no ONNX export
+    pipeline_tag: ClassVar[str] = "feature-extraction"  # the model card's, as the hub names pipelines
+    transformers_class: ClassVar[str] = "AutoModel"  # the Auto class that loads a saved model with its head
+    embeds: ClassVar[bool] = False  # gives sentence vectors (`embed`, `search`, the server's /embed)
+    windowed: ClassVar[bool] = False  # long inputs are split into windows, never cut
+    reads_training_file: ClassVar[bool] = True  # a run needs `data.train`
 
     def __init__(self, settings: Any, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
         self.settings = settings

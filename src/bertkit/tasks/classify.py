@@ -116,6 +116,9 @@ def sorted_labels(names: set[str]) -> list[str]:
 class ClassificationTask(TableTask):
     name = "classify"
     settings_type = ClassifySettings
+    onnx_outputs = ("logits",)
+    pipeline_tag = "text-classification"
+    transformers_class = "AutoModelForSequenceClassification"
     labels: list[str] | None = None  # learnt from the training rows (None for regression)
 
     @property

@@ -93,6 +93,9 @@ class EmbedExample(Example):
 class EmbedTask(TableTask):
     name = "embed"
     settings_type = EmbedSettings
+    onnx_outputs = ("embeddings",)
+    pipeline_tag = "sentence-similarity"
+    embeds = True
     labels: list[str] | None = None  # for `softmax`: learnt from the training pairs
 
     @property

@@ -120,6 +120,9 @@ class PretrainingData:
 class PretrainTask(Task):
     name = "pretrain"
     settings_type = PretrainSettings
+    pipeline_tag = "fill-mask"
+    transformers_class = "AutoModelForPreTraining"
+    reads_training_file = False  # its corpus is its section's `files`
     # Dev loss picks the best model: on the early unigram plateau every evaluation ties on MLM accuracy.
     main_metric = "loss"
     higher_is_better = False

@@ -112,6 +112,10 @@ def _target(offsets: Sequence[tuple[int, int]], answers: list[dict], first_passa
 class QATask(TableTask):
     name = "qa"
     settings_type = QASettings
+    onnx_outputs = ("start_logits", "end_logits")
+    pipeline_tag = "question-answering"
+    transformers_class = "AutoModelForQuestionAnswering"
+    windowed = True
     main_metric = "f1"
     version: str | None = None  # "1.1" or "2.0", from the settings or the training data
 

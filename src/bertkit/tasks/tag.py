@@ -83,6 +83,10 @@ def _label_key(tag: str) -> tuple[str, str]:
 class TagTask(TableTask):
     name = "tag"
     settings_type = TagSettings
+    onnx_outputs = ("logits",)
+    pipeline_tag = "token-classification"
+    transformers_class = "AutoModelForTokenClassification"
+    windowed = True
     main_metric = "f1"
     labels: list[str] | None = None  # "O" first, then by type: learnt from the training sentences
 
