@@ -14,8 +14,8 @@ import torch
 from bertkit.errors import UserError
 
 log = logging.getLogger("bertkit")
-# bf16 autocast on a CPU slowed a MiniLM training step by 15% where bf16 matmuls ran at 0.55x fp32 and sped it
-# up 1.65x where they ran at 2.4x; 1.5x leaves room for timing noise on either side.
+# bf16 autocast slows a training step down on CPUs whose bf16 matmuls are slower than fp32 ones and speeds it
+# up where they are clearly faster; the margin leaves room for timing noise on either side.
 CPU_BF16_MIN_SPEEDUP = 1.5
 
 
@@ -58,10 +58,9 @@ def best_of(repeats: int, run: Callable[[], object]) -> float:
 
 @functools.cache
 def cpu_bf16_speedup() -> float:
-    """How many times faster a bf16 matmul of feed-forward shape runs than an fp32 one on this CPU, timed once
-    (about 0.1 s). CPU flags cannot predict it: AMX tiles (Intel Sapphire Rapids) give about 5x and AMD Zen 4's
-    AVX-512 BF16 dot products 2.4x, but Intel CPUs that report AVX-512 BF16 without AMX run bf16 at about half
-    their fp32 speed (BENCHMARKS.md)."""
+    """How many times faster a bf16 matmul of feed-forward shape runs than an fp32 one on this CPU, timed once.
+    CPU flags cannot predict it: AMX tiles and AMD Zen 4's AVX-512 BF16 dot products are faster than fp32, but
+    Intel CPUs that report AVX-512 BF16 without AMX run bf16 slower than fp32."""
     generator = torch.Generator().manual_seed(0)  # not the global one, whose stream a run's dropout draws from
     a, b = torch.randn(512, 384, generator=generator), torch.randn(384, 1536, generator=generator)
     seconds = {}
