@@ -14,17 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import ACTIVATIONS as ACTIVATION_NAMES
 from bertkit.config import ModelConfig
 from bertkit.model.dropout import Dropout
 from bertkit.model.hf_dir import Pretrained
 from bertkit.model.packed import Layout, Packing, layout_for
 
-ACTIVATIONS = {
-    "gelu": F.gelu,
-    "gelu_new": functools.partial(F.gelu, approximate="tanh"),
-    "gelu_pytorch_tanh": functools.partial(F.gelu, approximate="tanh"),
-    "relu": F.relu,
-}
+# The function of each name the config accepts, in its order: a name added there and not here fails at import.
+_GELU_TANH = functools.partial(F.gelu, approximate="tanh")
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (F.gelu, _GELU_TANH, _GELU_TANH, F.relu), strict=True))
 
 
 class Embeddings(nn.Module):
