@@ -53,6 +53,17 @@ def test_routes_metrics_page_and_truncation(classifier_dir):
         assert server.stop() == 0
 
 
+def wait_for_queue(server, depth: int, seconds: float = 30.0) -> None:
+    """Until the server's metrics show `depth` inputs waiting (polled, with a deadline)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        lines = httpx.get(server.url + "/metrics").text.splitlines()
+        if any(line.split()[-1] == f"{depth}.0" for line in lines if line.startswith("bertkit_queue_depth ")):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no {depth} inputs waiting within {seconds} s")
+
+
 def test_refused_over_long_inputs_and_timeouts(classifier_dir):
     with served(classifier_dir, "--truncate", "false", "--timeout", "0.001", "--max-wait-ms", "50") as server:
         refused = post(server, "/predict", {"inputs": ["good", LONG_TEXT]})
@@ -66,7 +77,7 @@ def test_a_full_queue_is_503_with_retry_after(classifier_dir):
         first: list[httpx.Response] = []
         waiting = threading.Thread(target=lambda: first.append(post(server, "/predict", {"inputs": "good"})))
         waiting.start()
-        time.sleep(1.0)  # the first request's batch is still gathering company
+        wait_for_queue(server, 1)  # the first request's batch is still gathering company
         refused = post(server, "/predict", {"inputs": "bad"})
         waiting.join()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
@@ -83,7 +94,7 @@ def test_sigterm_answers_what_is_in_flight_then_exits_0(classifier_dir):
         clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
         for thread in clients:
             thread.start()
-        time.sleep(0.5)  # all eight are waiting in one gathering batch
+        wait_for_queue(server, 8)  # all eight are waiting in one gathering batch
         assert server.stop() == 0
         for thread in clients:
             thread.join()
