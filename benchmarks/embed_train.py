@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.task import step_timer, trainer_arguments
-from bertkit.config import RunConfig
 from bertkit.data.readers import Row
 from bertkit.run import build_task
+from bertkit.run_config import RunConfig
 from bertkit.tasks.embed import EmbedTask, retrieval
 from bertkit.train import metrics
 

@@ -6,9 +6,9 @@ import json
 import statistics
 from pathlib import Path
 
-from bertkit.config import RunConfig
 from bertkit.data.readers import read_table
 from bertkit.run import default_model_dir, run
+from bertkit.run_config import RunConfig
 
 
 def _transformers_finetune(

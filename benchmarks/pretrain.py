@@ -20,12 +20,12 @@ from benchmarks.common import (
     training_flops,
     transformers_copy,
 )
-from bertkit.config import RunConfig
 from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import Precision, pick_device
 from bertkit.model.bert import set_unpad
 from bertkit.model.dropout import set_dropout
 from bertkit.run import build_task
+from bertkit.run_config import RunConfig
 from bertkit.tasks.base import Task
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from benchmarks import qa
-from bertkit.config import RunConfig
 from bertkit.run import build_task, run
+from bertkit.run_config import RunConfig
 from bertkit.tasks.classify import REGRESSION, ClassificationTask
 from bertkit.tasks.embed import EmbedTask
 from bertkit.tasks.qa import QATask

@@ -11,7 +11,8 @@ import sys
 import typing
 from pathlib import Path
 
-from bertkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from bertkit.config import DataConfig, ModelConfig, TrainConfig
+from bertkit.run_config import RunConfig
 from bertkit.tasks import TASKS
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "config.md"

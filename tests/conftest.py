@@ -26,8 +26,8 @@ def classifier_dir(tmp_path_factory) -> Path:
     """A tiny sentiment classifier, trained one epoch (for the server and page tests)."""
     from tiny import make_setup
 
-    from bertkit.config import RunConfig
     from bertkit.run import run
+    from bertkit.run_config import RunConfig
 
     root = tmp_path_factory.mktemp("classifier")
     setup = make_setup(root)
@@ -41,8 +41,8 @@ def tagger_dir(tmp_path_factory) -> Path:
     """A tiny tagger, trained two steps (for input-handling tests)."""
     from tiny import make_tag_setup
 
-    from bertkit.config import RunConfig
     from bertkit.run import run
+    from bertkit.run_config import RunConfig
 
     root = tmp_path_factory.mktemp("tagger")
     setup = make_tag_setup(root, n_train=16)

@@ -58,8 +58,8 @@ def test_the_tagging_reference_labels_the_first_sub_token_of_each_word_as_bertki
     from transformers import AutoTokenizer
 
     from benchmarks.task import _tag_features
-    from bertkit.config import RunConfig
     from bertkit.run import build_task
+    from bertkit.run_config import RunConfig
 
     (tmp_path / "t.conll").write_text("EU B-ORG\nrejects O\nGerman-made B-MISC\nTrümmerfrauen O\n\nPeter B-PER\n\n")
     config = RunConfig.from_dict(
@@ -79,8 +79,8 @@ def test_tagging_inference_bench_tags_every_word_as_transformers_does(tmp_path):
 
     from benchmarks.entities import entities_against_seqeval
     from benchmarks.infer import tagging_inference_side_by_side
-    from bertkit.config import RunConfig
     from bertkit.run import run
+    from bertkit.run_config import RunConfig
 
     setup = make_tag_setup(tmp_path, n_train=64)
     setup["train"]["n_epochs"] = 2
@@ -97,9 +97,9 @@ def test_the_qa_reference_windows_and_decodes_as_bertkit_does(tmp_path, minilm_d
     from transformers import AutoTokenizer
 
     from benchmarks import qa
-    from bertkit.config import RunConfig
     from bertkit.data.batching import Batch
     from bertkit.run import build_task
+    from bertkit.run_config import RunConfig
     from bertkit.tasks.qa import Answers
 
     context = "Super Bowl 50 was an American football game to determine the champion of the NFL for the 2015 season."

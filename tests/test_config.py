@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from bertkit import ModelConfig, TrainConfig, UserError
-from bertkit.config import RunConfig
+from bertkit.run_config import RunConfig
 
 CLASSIC_MODEL = {
     "dim": 256,

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 from tiny import make_setup, make_tag_setup
 
-from bertkit.config import RunConfig
 from bertkit.run import run as train
+from bertkit.run_config import RunConfig
 from bertkit.train.distributed import Processes
 
 STEPS = 20

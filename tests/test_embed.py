@@ -11,8 +11,8 @@ from test_train import run_cli, write_config
 from tiny import make_setup, sentence
 
 import bertkit
-from bertkit.config import RunConfig
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 TEXTS = ["A man is playing a guitar.", "서울은 한국의 수도이다.", "short", "The quick brown fox jumps over it " * 12]
 

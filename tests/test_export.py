@@ -10,10 +10,10 @@ from test_train import run_cli
 from tiny import make_setup, make_tag_setup
 
 import bertkit
-from bertkit.config import RunConfig
 from bertkit.export import TOLERANCE, check_inputs, export_onnx
 from bertkit.inference import RUNTIMES, onnx_session
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 
 def trained(root: Path, task: str) -> Path:

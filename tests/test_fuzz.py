@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from tiny import VOCAB
 
 from bertkit import UserError
-from bertkit.config import RunConfig
 from bertkit.data.readers import read_conll, read_lines, read_table
 from bertkit.data.squad import read_questions
+from bertkit.run_config import RunConfig
 from bertkit.tokenizer import Tokenizer
 
 SAMPLE, SLOW = 150, 12_500

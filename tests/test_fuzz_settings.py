@@ -20,8 +20,9 @@ from tiny import make_setup
 
 from bertkit import UserError
 from bertkit.cli import build_parser
-from bertkit.config import DataConfig, RunConfig, TrainConfig
+from bertkit.config import DataConfig, TrainConfig
 from bertkit.run import build_task, check_before_work, run
+from bertkit.run_config import RunConfig
 from bertkit.serving.server import ServeOptions, create_app
 from bertkit.tasks import TASKS
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from tiny import make_setup
 
-from bertkit.config import RunConfig
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 COMPARE = """
 import bertkit, torch, transformers

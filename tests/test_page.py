@@ -10,8 +10,8 @@ import pytest
 from tiny import make_tag_setup
 
 from benchmarks.server_process import served
-from bertkit.config import RunConfig
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(

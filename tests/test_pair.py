@@ -12,8 +12,8 @@ from test_train import run_cli, write_config
 from tiny import FILLER, make_setup, sentence
 
 import bertkit
-from bertkit.config import RunConfig
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 
 def write_pairs(path: Path, n: int, seed: int) -> Path:

@@ -10,9 +10,9 @@ import torch
 from test_vocab import korean_lines
 
 from bertkit.cli import main
-from bertkit.config import RunConfig
 from bertkit.data.corpus import Corpus, prepare_corpus
 from bertkit.data.masking import B_END, B_START, IS_RANDOM, Masker, MaskingSettings, PretrainExamples, build_pairs
+from bertkit.run_config import RunConfig
 from bertkit.vocab import SPECIALS, train_tokenizer
 
 

@@ -13,10 +13,10 @@ from test_train import run_cli, write_config
 from tiny import FILLER, FIRST_NAMES, make_setup
 
 import bertkit
-from bertkit.config import RunConfig
 from bertkit.data.readers import Row
 from bertkit.data.squad import read_questions
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 from bertkit.tasks.qa import QASettings, QATask, answer_positions
 from bertkit.tokenizer import Tokenizer
 from bertkit.train import qa_scores

@@ -17,9 +17,9 @@ from tiny import make_setup
 
 import bertkit
 from bertkit import UserError
-from bertkit.config import RunConfig
 from bertkit.io import atomic_directory, recover, to_json
 from bertkit.run import run as train
+from bertkit.run_config import RunConfig
 from bertkit.train.checkpoint import latest_checkpoint
 
 

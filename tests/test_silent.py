@@ -12,6 +12,8 @@ from tiny import make_setup
 
 import bertkit
 from bertkit.cli import main
+from bertkit.run import run
+from bertkit.run_config import RunConfig
 
 
 def write_run(tmp_path: Path, setup: dict) -> Path:
@@ -58,7 +60,7 @@ def test_a_non_finite_regression_label_is_an_error_naming_its_line(tmp_path, cap
 def test_max_grad_norm_zero_means_no_clipping_and_the_model_learns(tmp_path):
     setup = make_setup(tmp_path)
     setup["train"]["max_grad_norm"] = 0
-    results = bertkit.run.run(bertkit.config.RunConfig.from_dict(setup))
+    results = run(RunConfig.from_dict(setup))
     assert results["test_accuracy"] > 0.9
 
 
@@ -126,12 +128,11 @@ def test_an_unknown_key_suggests_the_closest_and_says_where_it_came_from(tmp_pat
 def test_a_pair_model_given_one_text_says_a_pair_is_needed(tmp_path):
     from test_pair import pair_setup
 
-    from bertkit.config import RunConfig
     from bertkit.errors import UserError
 
     setup = pair_setup(tmp_path)
     setup["train"]["total_steps"] = 1
-    bertkit.run.run(RunConfig.from_dict(setup))
+    run(RunConfig.from_dict(setup))
     predictor = bertkit.load(tmp_path / "run" / "model", device="cpu")
     with pytest.raises(UserError, match="a pair model takes a tuple of 2 texts"):
         predictor.predict(["one text"])

@@ -16,12 +16,12 @@ from tiny import make_tag_setup, tagged_sentence, write_conll
 
 import bertkit
 from bertkit import BertForTokenClassification, ModelConfig
-from bertkit.config import RunConfig
 from bertkit.data.batching import Batch
 from bertkit.data.readers import Row, read_conll
 from bertkit.data.windows import windows
 from bertkit.model.bert import set_unpad
 from bertkit.run import run
+from bertkit.run_config import RunConfig
 from bertkit.tasks.tag import WordTags
 
 

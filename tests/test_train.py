@@ -17,10 +17,10 @@ from tiny import make_setup, write_tsv
 
 import bertkit
 from bertkit.cli import main
-from bertkit.config import RunConfig
 from bertkit.data.corpora import bbc_news
 from bertkit.device import Precision, cpu_bf16_speedup
 from bertkit.run import run as train
+from bertkit.run_config import RunConfig
 
 BERTKIT = [sys.executable, "-m", "bertkit.cli"]
 

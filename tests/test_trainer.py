@@ -11,8 +11,8 @@ from tiny import make_setup
 
 import bertkit
 from bertkit.cli import main
-from bertkit.config import RunConfig
 from bertkit.run import run as train
+from bertkit.run_config import RunConfig
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:

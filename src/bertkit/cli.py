@@ -25,8 +25,8 @@ PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the 
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bertkit.config import RunConfig
     from bertkit.run import run, run_seeds
+    from bertkit.run_config import RunConfig
 
     # `bertkit pretrain` is `bertkit train` with the task pretrain unless the config names it
     defaults = {"task": "pretrain"} if args.command == "pretrain" else None
@@ -170,9 +170,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """Fine-tune the pip-shipped MiniLM-L6 on BBC News topics (pip-shipped too) and report test accuracy."""
     import time
 
-    from bertkit.config import RunConfig
     from bertkit.data.corpora import bbc_news
     from bertkit.run import run
+    from bertkit.run_config import RunConfig
 
     started = time.perf_counter()
     config = RunConfig.from_json(Path(__file__).parent / "demo.json", args.set)

@@ -21,7 +21,8 @@ import torch
 
 from bertkit.arguments import bounded, file_path
 from bertkit.errors import UserError
-from bertkit.inference import load, model_directory, onnx_session
+from bertkit.hub import model_directory
+from bertkit.inference import load, onnx_session
 from bertkit.io import write_atomic
 from bertkit.model.bert import set_unpad
 from bertkit.tasks import TASKS

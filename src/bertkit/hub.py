@@ -37,6 +37,17 @@ def resolve(source: str | Path) -> Path:
         raise UserError(f"{source}: the hub answered {err}") from None
 
 
+def model_directory(directory: str | Path) -> Path:
+    """`directory` when it holds a model (a hub id: its snapshot in the hub cache); else one clear error."""
+    directory = resolve(directory)
+    if not (directory / "config.json").is_file():
+        what = "not found" if not directory.exists() else "not a model directory (no config.json)"
+        if (directory / "model" / "config.json").is_file():
+            what = f"a run directory; its model is {directory / 'model'}"
+        raise UserError(f"{directory}: {what}")
+    return directory
+
+
 def model_card(task: str, base: str, data: dict, results: dict, repo_id: str = "ORG/NAME") -> str:
     """A model card: what the model does, what it was trained on, its scores, and how to load it."""
     scores = "\n".join(
@@ -101,7 +112,6 @@ def push(model_dir: Path, repo_id: str, private: bool = False, token: str | None
     """Upload a model directory (its card, named for the repository) to the hub; the repository's URL."""
     from huggingface_hub import HfApi
 
-    from bertkit.inference import model_directory
     from bertkit.io import write_atomic
 
     model_dir = model_directory(model_dir)

@@ -19,7 +19,7 @@ from bertkit.data.batching import Batch, inference_batches, lengths_of
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
 from bertkit.errors import UserError
-from bertkit.hub import resolve
+from bertkit.hub import model_directory
 from bertkit.model.hf_dir import Pretrained
 from bertkit.model.st_dir import is_sentence_dir, read_layout
 from bertkit.sections import build_section, read_json
@@ -139,17 +139,6 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path}: the task's saved state is damaged ({err!r})") from None
     return task
-
-
-def model_directory(directory: str | Path) -> Path:
-    """`directory` when it holds a model (a hub id: its snapshot in the hub cache); else one clear error."""
-    directory = resolve(directory)
-    if not (directory / "config.json").is_file():
-        what = "not found" if not directory.exists() else "not a model directory (no config.json)"
-        if (directory / "model" / "config.json").is_file():
-            what = f"a run directory; its model is {directory / 'model'}"
-        raise UserError(f"{directory}: {what}")
-    return directory
 
 
 def onnx_session(path: Path):

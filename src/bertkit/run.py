@@ -23,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from bertkit.config import ModelConfig, RunConfig
+from bertkit.config import ModelConfig
 from bertkit.device import pick_device
 from bertkit.errors import UserError
 from bertkit.hub import resolve, write_model_card
 from bertkit.io import existing_file, is_text, make_directory, to_json, write_atomic
+from bertkit.run_config import RunConfig
 from bertkit.sections import read_json
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task

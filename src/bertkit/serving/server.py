@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
-from bertkit.inference import RUNTIMES, Predictor, load, load_task, model_directory
+from bertkit.hub import model_directory
+from bertkit.inference import RUNTIMES, Predictor, load, load_task
 from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
 from bertkit.serving.metrics import ServerMetrics, observe_requests
 from bertkit.tokenizer import Tokenizer

@@ -31,7 +31,8 @@ from bertkit.model.hf_dir import Pretrained
 from bertkit.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from bertkit.config import DataConfig, RunConfig
+    from bertkit.config import DataConfig
+    from bertkit.run_config import RunConfig
 
 TASK_FILE = "bertkit_task.json"
 Outputs = dict[str, Tensor]

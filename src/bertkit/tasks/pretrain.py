@@ -39,7 +39,7 @@ from bertkit.tasks.base import Outputs, Splits, Task, load_model
 from bertkit.train.metrics import Mean
 
 if TYPE_CHECKING:
-    from bertkit.config import RunConfig
+    from bertkit.run_config import RunConfig
 
 log = logging.getLogger("bertkit")
 FILL_MASK_TOP_K = 5
