@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import logging
@@ -194,10 +195,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "cli.py").is_file():
         raise UserError(f"`bertkit bench` runs from a source checkout: no benchmarks/ in {root}")
-    sys.path.insert(0, str(root))
-    from benchmarks.cli import main as bench_main
-
-    bench_main(args.arguments)
+    if "benchmarks" not in sys.modules:  # the checkout's package, by its location: no search path changed
+        spec = importlib.util.spec_from_file_location(
+            "benchmarks", root / "benchmarks" / "__init__.py", submodule_search_locations=[str(root / "benchmarks")]
+        )
+        sys.modules["benchmarks"] = package = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(package)
+    importlib.import_module("benchmarks.cli").main(args.arguments)
 
 
 class OneLineParser(argparse.ArgumentParser):
