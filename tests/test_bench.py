@@ -23,14 +23,21 @@ def test_inference_bench_runs_the_same_weights_in_every_library(minilm_dir):
         assert result[name]["sentences_per_s"] > 0
 
 
+def assert_one_workload(rates: dict) -> None:
+    """Every path timed on the same batches: each one's model FLOPs per real token (TFLOP/s over tokens/s) is
+    the same, and every rate is a finite positive number."""
+    names = ("bertkit", "bertkit_padded", "transformers", "transformers_bf16")
+    assert rates["tokens"] > 0 and all(0 < rates[name] < float("inf") for name in names)
+    flops_per_token = [rates["model_tflops"][name] * 1e12 / rates[name] for name in names]
+    assert flops_per_token == pytest.approx([flops_per_token[0]] * len(names), rel=1e-9)
+
+
 def test_step_bench_times_every_path(tmp_path, minilm_dir):
     data = tmp_path / "train.tsv"
     data.write_text("sentence\tlabel\n" + "".join(f"{'good ' * (i % 7 + 1)}film\t{i % 2}\n" for i in range(24)))
     result = finetune_steps_side_by_side(data, "sentence", "label", minilm_dir, batch_size=4, steps=2, warmup_steps=1)
     for order in ("length_grouped", "random"):
-        for name in ("bertkit", "bertkit_padded", "transformers", "transformers_bf16"):
-            assert result[order][name] > 0
-            assert result[order]["model_tflops"][name] > 0
+        assert_one_workload(result[order])
 
 
 def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys):
@@ -39,9 +46,7 @@ def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys):
     assert main([*command, "--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     for order in ("length_grouped", "random"):
-        for name in ("bertkit", "bertkit_padded", "transformers", "transformers_bf16"):
-            assert result[order][name] > 0
-            assert result[order]["model_tflops"][name] > 0
+        assert_one_workload(result[order])
 
 
 def test_training_flops_count_every_matmul_of_a_step_on_unpadded_sequences():
