@@ -187,7 +187,7 @@ def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, p
     log.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
     if processes.main:
         write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
-    trainer = Trainer(task, model, task.tokenizer, config.train, run_dir, device, processes)
+    trainer = Trainer(task, model, config.train, run_dir, device, processes)
     progress = trainer.fit(splits.train, splits.dev, resume=resume)
     if not processes.main:
         return {}

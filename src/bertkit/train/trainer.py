@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from bertkit.io import recover, remove_leftovers
 from bertkit.model.bert import set_unpad
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
-from bertkit.tokenizer import Tokenizer
 from bertkit.train.checkpoint import Progress, latest_checkpoint, read_checkpoint, save_checkpoint
 from bertkit.train.distributed import Processes
 from bertkit.train.report import MetricsLog, plot_curves, scalars
@@ -37,18 +37,36 @@ log = logging.getLogger("bertkit")
 TIMING_STEPS = 10  # steps timed before a time budget's steps are planned
 
 
+@dataclass
+class _Run:
+    """What one `fit` keeps between its steps: where training stands, the step, its log and bar, the dev
+    examples, the planned steps, and what is accumulated until the next log line."""
+
+    progress: Progress
+    step: TrainingStep
+    metrics_log: MetricsLog
+    bar: tqdm
+    dev: Sequence[Any] | None
+    total_steps: int
+    planned_total: int  # what the data and config allow; a time budget may plan fewer
+    stop: bool
+    timed_from: tuple[int, float] | None = None  # (step, seconds) after this process's first step
+    running_loss: float | None = None
+    tokens_since_log: int = 0
+    seconds_since_log: float = 0.0
+
+
 class Trainer:
     def __init__(
         self,
         task: Task,
         model: Pretrained,
-        tokenizer: Tokenizer,
         config: TrainConfig,
         run_dir: Path,
         device: torch.device,
         processes: Processes | None = None,
     ) -> None:
-        self.task, self.tokenizer, self.config = task, tokenizer, config
+        self.task, self.config = task, config
         self.run_dir, self.device = run_dir, device
         self.processes = processes or Processes()
         self.precision = Precision.resolve(config.precision, device)
@@ -76,17 +94,32 @@ class Trainer:
     ) -> Progress:
         """Train on `train`, or on `train(epoch)` when the examples change every epoch (pretraining); the
         step count follows the first epoch's size."""
-        config, model, processes = self.config, self.model, self.processes
         examples_of = train if callable(train) else lambda epoch: train
         if not examples_of(0):
             raise UserError("no training examples: the training data gave none (every example was left out)")
-        batches_per_epoch = math.ceil(len(examples_of(0)) / config.batch_size)
-        total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
-        if config.total_steps:
-            total_steps = min(total_steps, config.total_steps)
-
-        if processes.main:
+        if self.processes.main:
             self._clean_up_after_a_crash()
+        run = self._start(self._total_steps(len(examples_of(0))), dev, resume)
+        self.model.train()
+        with run.step, run.bar:  # the bar is closed (drawn for the last time) however training ends
+            while not run.stop and run.progress.epoch < self.config.n_epochs:
+                self._epoch(run, examples_of(run.progress.epoch))
+        if run.progress.last_eval_step != run.progress.step:
+            self._evaluate_and_save(dev, run.progress, run.metrics_log, run.step)
+        if self.processes.main:
+            plot_curves(run.metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
+        return run.progress
+
+    def _total_steps(self, n_examples: int) -> int:
+        """Optimizer steps of the whole run, as the epochs and `total_steps` allow."""
+        config = self.config
+        batches_per_epoch = math.ceil(n_examples / config.batch_size)
+        total_steps = config.n_epochs * math.ceil(batches_per_epoch / config.grad_accum)
+        return min(total_steps, config.total_steps) if config.total_steps else total_steps
+
+    def _start(self, total_steps: int, dev: Sequence[Any] | None, resume: bool) -> _Run:
+        """The run's state: from the beginning, or from the last checkpoint that verifies."""
+        config = self.config
         progress = Progress(precision=self.precision.name)
         checkpoint = read_checkpoint(path) if resume and (path := latest_checkpoint(self.run_dir)) else None
         if resume and checkpoint is None:
@@ -101,16 +134,14 @@ class Trainer:
                 # the precision it was started in.
                 self.precision = Precision.resolve(progress.precision, self.device)
         progress.precision = self.precision.name
-        step = TrainingStep(self.task, model, config, self.device, self.precision, total_steps, processes)
+        step = TrainingStep(self.task, self.model, config, self.device, self.precision, total_steps, self.processes)
         planned_total = total_steps  # what the data and config allow; a time budget may plan fewer
         if checkpoint is not None:
-            checkpoint.restore(model, step.optimizer, step.scheduler, step.scaler, processes)
+            checkpoint.restore(self.model, step.optimizer, step.scheduler, step.scaler, self.processes)
             total_steps = min(total_steps, progress.planned_steps or total_steps)  # the schedule holds it too
         metrics_log = MetricsLog(
-            self.run_dir / "metrics.jsonl", progress.step if checkpoint else None, write=processes.main
+            self.run_dir / "metrics.jsonl", progress.step if checkpoint else None, write=self.processes.main
         )
-
-        model.train()
         # Redraw rarely when stderr is a log file rather than a terminal.
         bar = tqdm(
             total=total_steps,
@@ -118,73 +149,80 @@ class Trainer:
             desc="train",
             dynamic_ncols=True,
             mininterval=0.1 if sys.stderr.isatty() else 30.0,
-            disable=not processes.main,
+            disable=not self.processes.main,
         )
-        stop = progress.step >= total_steps
-        timed_from: tuple[int, float] | None = None  # (step, seconds) after this process's first step
-        with step, bar:  # the bar is closed (drawn for the last time) however training ends
-            running_loss, tokens_since_log, seconds_since_log = None, 0, 0.0
-            while not stop and progress.epoch < config.n_epochs:
-                examples = examples_of(progress.epoch)
-                batches = self.task.epoch_batches(
-                    examples, config.batch_size, config.seed, progress.epoch, config.group_by_length
+        return _Run(progress, step, metrics_log, bar, dev, total_steps, planned_total, progress.step >= total_steps)
+
+    def _epoch(self, run: _Run, examples: Sequence[Any]) -> None:
+        """The rest of the current epoch's batches, a step at a time, then its evaluation."""
+        config, progress = self.config, run.progress
+        batches = self.task.epoch_batches(
+            examples, config.batch_size, config.seed, progress.epoch, config.group_by_length
+        )
+        while progress.batch < len(batches) and not run.stop:
+            self._step(run, examples, batches[progress.batch : progress.batch + config.grad_accum])
+        if progress.batch >= len(batches):
+            progress.epoch += 1
+            progress.batch = 0
+            if progress.last_eval_step != progress.step:
+                run.stop = self._evaluate_and_save(run.dev, progress, run.metrics_log, run.step) or run.stop
+
+    def _step(self, run: _Run, examples: Sequence[Any], batches: list[list[int]]) -> None:
+        """One optimizer step over `batches` (its micro-batches), then its log line, the time budget's plan,
+        and an evaluation every `save_steps`."""
+        config, progress, processes = self.config, run.progress, self.processes
+        started = time.perf_counter()
+        shares = [processes.share(b) for b in batches]
+        try:
+            result = run.step(
+                [self.task.collate([examples[i] for i in share]).to(self.device) for share, _ in shares],
+                [counts for _, counts in shares],
+            )
+        except NonFiniteStep as fault:
+            raise self._diverged(progress.step + 1, str(fault)) from None
+        elapsed = time.perf_counter() - started
+        progress.batch += len(shares)
+        progress.step += 1
+        progress.tokens += result.tokens
+        progress.train_seconds += elapsed
+        run.tokens_since_log += result.tokens
+        run.seconds_since_log += elapsed
+        run.running_loss = result.loss if run.running_loss is None else 0.9 * run.running_loss + 0.1 * result.loss
+        run.bar.set_postfix(
+            refresh=False,  # drawn by update(), at most every mininterval
+            loss=f"{run.running_loss:.4f}",
+            lr=f"{run.step.lr:.2e}",
+            tok_s=f"{run.tokens_since_log / max(run.seconds_since_log, 1e-9):,.0f}",
+        )
+        run.bar.update(1)
+        if progress.step % config.log_steps == 0:
+            self._log(run, result)
+        if config.max_minutes:  # planned after the first steps, and again every few as the pace moves
+            if run.timed_from is None:  # the first step warms caches up: timed from the next one
+                run.timed_from = (progress.step, progress.train_seconds)
+            elif (progress.step - run.timed_from[0]) % TIMING_STEPS == 0:
+                run.total_steps = run.bar.total = self._fit_to_budget(
+                    progress, run.step, run.planned_total, run.timed_from
                 )
-                while progress.batch < len(batches) and not stop:
-                    started = time.perf_counter()
-                    shares = [processes.share(b) for b in batches[progress.batch : progress.batch + config.grad_accum]]
-                    try:
-                        result = step(
-                            [self.task.collate([examples[i] for i in share]).to(self.device) for share, _ in shares],
-                            [counts for _, counts in shares],
-                        )
-                    except NonFiniteStep as fault:
-                        raise self._diverged(progress.step + 1, str(fault)) from None
-                    elapsed = time.perf_counter() - started
-                    progress.batch += len(shares)
-                    progress.step += 1
-                    progress.tokens += result.tokens
-                    progress.train_seconds += elapsed
-                    tokens_since_log += result.tokens
-                    seconds_since_log += elapsed
-                    running_loss = result.loss if running_loss is None else 0.9 * running_loss + 0.1 * result.loss
-                    bar.set_postfix(
-                        refresh=False,  # drawn by update(), at most every mininterval
-                        loss=f"{running_loss:.4f}",
-                        lr=f"{step.lr:.2e}",
-                        tok_s=f"{tokens_since_log / max(seconds_since_log, 1e-9):,.0f}",
-                    )
-                    bar.update(1)
-                    if progress.step % config.log_steps == 0:
-                        metrics_log.write(
-                            {
-                                "kind": "train",
-                                "step": progress.step,
-                                "epoch": progress.epoch,
-                                "loss": result.loss,
-                                "lr": step.lr,
-                                "tokens_per_s": tokens_since_log / max(seconds_since_log, 1e-9),
-                                **self._batch_metrics(result),
-                            }
-                        )
-                        tokens_since_log, seconds_since_log = 0, 0.0
-                    if config.max_minutes:  # planned after the first steps, and again every few as the pace moves
-                        if timed_from is None:  # the first step warms caches up: timed from the next one
-                            timed_from = (progress.step, progress.train_seconds)
-                        elif (progress.step - timed_from[0]) % TIMING_STEPS == 0:
-                            total_steps = bar.total = self._fit_to_budget(progress, step, planned_total, timed_from)
-                    stop = progress.step >= total_steps or self._out_of_time(progress)
-                    if progress.step % config.save_steps == 0:
-                        stop = self._evaluate_and_save(dev, progress, metrics_log, step) or stop
-                if progress.batch >= len(batches):
-                    progress.epoch += 1
-                    progress.batch = 0
-                    if progress.last_eval_step != progress.step:
-                        stop = self._evaluate_and_save(dev, progress, metrics_log, step) or stop
-        if progress.last_eval_step != progress.step:
-            self._evaluate_and_save(dev, progress, metrics_log, step)
-        if processes.main:
-            plot_curves(metrics_log.records(), self.task.main_metric, self.run_dir / "curves.png")
-        return progress
+        run.stop = progress.step >= run.total_steps or self._out_of_time(progress)
+        if progress.step % config.save_steps == 0:
+            run.stop = self._evaluate_and_save(run.dev, progress, run.metrics_log, run.step) or run.stop
+
+    def _log(self, run: _Run, result: StepResult) -> None:
+        """A training line of metrics.jsonl: the step's loss, learning rate, pace and batch metrics."""
+        progress = run.progress
+        run.metrics_log.write(
+            {
+                "kind": "train",
+                "step": progress.step,
+                "epoch": progress.epoch,
+                "loss": result.loss,
+                "lr": run.step.lr,
+                "tokens_per_s": run.tokens_since_log / max(run.seconds_since_log, 1e-9),
+                **self._batch_metrics(result),
+            }
+        )
+        run.tokens_since_log, run.seconds_since_log = 0, 0.0
 
     def _batch_metrics(self, result: StepResult) -> dict:
         """The task's metrics on the step's last micro-batch (MLM and NSP accuracy, say), named batch_*."""
@@ -245,7 +283,7 @@ class Trainer:
 
         def save_model() -> None:
             if processes.main:
-                self.model.save_pretrained(self.best_dir, self.tokenizer, extra_files, weights)
+                self.model.save_pretrained(self.best_dir, self.task.tokenizer, extra_files, weights)
 
         if dev:
             metrics = self.evaluate(dev)
