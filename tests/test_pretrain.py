@@ -397,30 +397,3 @@ def test_runs_compare_on_one_plot_against_tokens_and_minutes(tmp_path):
         "electra": {"step": 200, "tokens": 200000, "train_seconds": 120.0, "mlm_loss": 5.5},
     }
     assert (tmp_path / "compared.png").stat().st_size > 0
-
-
-def test_a_prepared_corpus_of_other_files_or_another_vocabulary_is_never_reused(tmp_path, tokenizer, capsys):
-    write_documents(tmp_path / "a.txt", 60, seed=1)
-    write_documents(tmp_path / "b.txt", 60, seed=2)
-    tokenizer.save_pretrained(tmp_path / "vocab")
-    config = {
-        "model": str(tiny_model_json(tmp_path / "model.json", 999)),
-        "tokenizer": str(tmp_path / "vocab"),
-        "output_dir": str(tmp_path / "run"),
-        "max_len": 32,
-        "pretrain": {"files": [str(tmp_path / "a.txt")], "dev_documents": 0},
-        "train": {"batch_size": 8, "total_steps": 1, "precision": "fp32"},
-    }
-    (tmp_path / "pretrain.json").write_text(json.dumps(config))
-    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
-    corpus_meta = tmp_path / "run" / "corpus" / "corpus.json"
-    assert json.loads(corpus_meta.read_text())["sources"] == [str(tmp_path / "a.txt")]
-    other = ["--overwrite", "--set", f'pretrain.files=["{tmp_path / "b.txt"}"]']
-    assert main(["pretrain", str(tmp_path / "pretrain.json"), *other]) == 0
-    assert json.loads(corpus_meta.read_text())["sources"] == [str(tmp_path / "b.txt")]
-    # a corpus named by 'pretrain.prepared' is the user's: a mismatch is an error, not a rebuild
-    config["pretrain"].update(prepared=str(tmp_path / "run" / "corpus"), files=[str(tmp_path / "a.txt")])
-    config["output_dir"] = str(tmp_path / "second")
-    (tmp_path / "pretrain.json").write_text(json.dumps(config))
-    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 2
-    assert "does not match 'pretrain.files'" in capsys.readouterr().err

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_pretrain import tiny_model_json, write_documents
+from test_vocab import korean_lines
 from tiny import make_setup
 
 from bertkit.cli import main
+from bertkit.vocab import train_tokenizer
 
 
 def config_file(tmp_path: Path, **train) -> Path:
@@ -56,3 +59,31 @@ def test_resume_refuses_other_training_settings_naming_the_keys(tmp_path, capsys
 def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
     assert main(["train", str(config_file(tmp_path)), "--resume", "--overwrite"]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_a_prepared_corpus_of_other_files_or_another_vocabulary_is_never_reused(tmp_path, capsys):
+    tokenizer = train_tokenizer(korean_lines(2000), vocab_size=100, progress=False)
+    write_documents(tmp_path / "a.txt", 60, seed=1)
+    write_documents(tmp_path / "b.txt", 60, seed=2)
+    tokenizer.save_pretrained(tmp_path / "vocab")
+    config = {
+        "model": str(tiny_model_json(tmp_path / "model.json", 999)),
+        "tokenizer": str(tmp_path / "vocab"),
+        "output_dir": str(tmp_path / "run"),
+        "max_len": 32,
+        "pretrain": {"files": [str(tmp_path / "a.txt")], "dev_documents": 0},
+        "train": {"batch_size": 8, "total_steps": 1, "precision": "fp32"},
+    }
+    (tmp_path / "pretrain.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 0
+    corpus_meta = tmp_path / "run" / "corpus" / "corpus.json"
+    assert json.loads(corpus_meta.read_text())["sources"] == [str(tmp_path / "a.txt")]
+    other = ["--overwrite", "--set", f'pretrain.files=["{tmp_path / "b.txt"}"]']
+    assert main(["pretrain", str(tmp_path / "pretrain.json"), *other]) == 0
+    assert json.loads(corpus_meta.read_text())["sources"] == [str(tmp_path / "b.txt")]
+    # a corpus named by 'pretrain.prepared' is the user's: a mismatch is an error, not a rebuild
+    config["pretrain"].update(prepared=str(tmp_path / "run" / "corpus"), files=[str(tmp_path / "a.txt")])
+    config["output_dir"] = str(tmp_path / "second")
+    (tmp_path / "pretrain.json").write_text(json.dumps(config))
+    assert main(["pretrain", str(tmp_path / "pretrain.json")]) == 2
+    assert "does not match 'pretrain.files'" in capsys.readouterr().err
