@@ -25,8 +25,9 @@ import torch
 from benchmarks import qa
 from bertkit.run import build_task, run
 from bertkit.run_config import RunConfig
-from bertkit.tasks.classify import REGRESSION, ClassificationTask
+from bertkit.tasks.classify import ClassificationTask
 from bertkit.tasks.embed import EmbedTask
+from bertkit.tasks.problems import Regression
 from bertkit.tasks.qa import QATask
 from bertkit.tasks.tag import TagTask
 from bertkit.train import entities, metrics
@@ -42,7 +43,7 @@ def _reference_rows(task, config: RunConfig) -> dict[str, list]:
 def _pair_features(task: ClassificationTask, tokenizer, rows, max_len: int) -> list[dict]:
     texts, *pairs = ([str(row[column]) for row in rows] for column in task.input_columns)
     encoded = tokenizer(texts, pairs[0] if pairs else None, truncation=True, max_length=max_len)
-    regression = task.settings.problem_type == REGRESSION
+    regression = task.settings.problem_type == Regression.name
     index = {name: i for i, name in enumerate(task.labels or [])}
     labels = [
         float(row[task.settings.label]) if regression else index[str(row[task.settings.label]).strip()] for row in rows
@@ -83,7 +84,7 @@ def _score(task, rows, logits: np.ndarray, features: list[dict]) -> dict:
         return counts.report()
     labels = torch.tensor([f["labels"] for f in features])
     logits = torch.from_numpy(logits).float()
-    if task.settings.problem_type == REGRESSION:
+    if task.settings.problem_type == Regression.name:
         return metrics.regression(logits.squeeze(-1), labels)
     return metrics.single_label(logits.argmax(-1), labels, task.labels)
 
@@ -154,7 +155,7 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
         model = AutoModelForTokenClassification.from_pretrained(task.model_source, num_labels=len(task.labels))
         collator = DataCollatorForTokenClassification(tokenizer)
     else:
-        regression = task.settings.problem_type == REGRESSION
+        regression = task.settings.problem_type == Regression.name
         n_labels = 1 if regression else len(task.labels)
         extra = {"problem_type": "regression"} if regression else {}
         model = AutoModelForSequenceClassification.from_pretrained(task.model_source, num_labels=n_labels, **extra)

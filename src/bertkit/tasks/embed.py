@@ -36,7 +36,7 @@ from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
-from bertkit.tasks.classify import finite_number, label_id, label_set, sorted_labels
+from bertkit.tasks.problems import finite_number, label_id, label_set, sorted_labels
 from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")

@@ -12,7 +12,8 @@ import dataclasses
 
 from bertkit.errors import UserError
 from bertkit.sections import setting
-from bertkit.tasks.classify import REGRESSION, SINGLE, ClassificationTask
+from bertkit.tasks.classify import ClassificationTask
+from bertkit.tasks.problems import Regression, SingleLabel
 
 
 @dataclasses.dataclass
@@ -23,11 +24,11 @@ class PairSettings:
     text_a: str = setting("sentence1", "the first text's column")
     text_b: str = setting("sentence2", "the second text's column")
     label: str = setting("label", "the label column")
-    problem_type: str = setting(SINGLE, "single_label (a class) or regression (a finite number)")
+    problem_type: str = setting(SingleLabel.name, "single_label (a class) or regression (a finite number)")
 
     def validate(self, source: str = "config") -> None:
-        if self.problem_type not in (SINGLE, REGRESSION):
-            raise UserError(f"{source}: key 'pair.problem_type' must be {SINGLE} or {REGRESSION}")
+        if self.problem_type not in (SingleLabel.name, Regression.name):
+            raise UserError(f"{source}: key 'pair.problem_type' must be {SingleLabel.name} or {Regression.name}")
 
 
 class PairTask(ClassificationTask):
