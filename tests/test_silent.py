@@ -165,3 +165,15 @@ def test_a_directory_given_for_a_file_and_a_run_given_for_its_model_say_so(capsy
     run_dir = classifier_dir.parent
     error = error_of(capsys, "predict", str(run_dir), "--input", str(tmp_path / "in.txt"), "--output", "o.jsonl")
     assert f"a run directory; its model is {run_dir / 'model'}" in error
+
+
+@pytest.mark.parametrize("kind", ["predictions", "null odds"])
+def test_qa_scoring_refuses_answers_and_odds_of_the_wrong_type_naming_the_key(tmp_path, capsys, kind):
+    from test_qa import squad_file
+
+    data = squad_file(tmp_path / "dev.json", 4, 2)
+    (tmp_path / "p.json").write_text(json.dumps({"q2-0": ["not", "a", "string"]} if kind == "predictions" else {}))
+    (tmp_path / "odds.json").write_text(json.dumps({"q2-0": "high"}))
+    argv = ["score", "qa", str(data), str(tmp_path / "p.json")]
+    error = error_of(capsys, *argv, *(["--null-odds", str(tmp_path / "odds.json")] if kind == "null odds" else []))
+    assert "key 'q2-0'" in error

@@ -72,8 +72,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write `data` to a temporary file beside `path`, flush it to disk, then rename it over `path` (its
     parent directories created as needed)."""
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory; give a file name to write")
+    check_writable(path)
     content = encoded(data) if isinstance(data, str) else data
     if path.exists() and not path.is_file():  # /dev/stdout, a named pipe: written to, never replaced
         try:
@@ -82,7 +81,6 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         except OSError as err:
             raise UserError(f"{path}: cannot write ({err.strerror})") from None
         return
-    make_directory(path.parent)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:

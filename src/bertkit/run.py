@@ -110,7 +110,7 @@ RESUME_FREE_KEYS = {
 def _flat(data: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key != "id2label":
+        if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value

@@ -7,10 +7,12 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bertkit.arguments import bounded, file_path
 from bertkit.errors import UserError
+from bertkit.sections import read_json
 
 
 def cmd_score_tag(args: argparse.Namespace) -> None:
@@ -35,27 +37,29 @@ def cmd_score_tag(args: argparse.Namespace) -> None:
     print(json.dumps({"mode": args.mode, "scheme": scheme, **counts.report()}, indent=1))
 
 
+def is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def values_of(path: Path, fits: Callable[[object], bool], what: str) -> dict:
+    """A JSON object of question id -> value, every value as `fits` wants it; else one line naming the key."""
+    content = read_json(path)
+    for key, value in content.items():
+        if not fits(value):
+            raise UserError(f"{path}: key {key!r}: {what}, got {value!r:.60}")
+    return content
+
+
 def cmd_score_qa(args: argparse.Namespace) -> None:
     """Exact match and F1 of a predictions file against SQuAD-format data, as the official scripts score."""
     from bertkit.data.squad import read_questions
     from bertkit.train import qa_scores
 
-    def read_json(path: Path, what: str) -> dict:
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: file not found") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise UserError(f"{path}: not a JSON file ({err})") from None
-        if not isinstance(content, dict):
-            raise UserError(f"{path}: expected a JSON object of question id -> {what}")
-        return content
-
     questions = read_questions(args.data, with_targets=True, check=False)
-    predictions = {str(k): str(v) for k, v in read_json(args.predictions, "answer text").items()}
+    predictions = values_of(args.predictions, lambda v: isinstance(v, str), "an answer is a string")
     null_odds = None
     if args.null_odds:
-        null_odds = {str(k): float(v) for k, v in read_json(args.null_odds, "null odds").items()}
+        null_odds = values_of(args.null_odds, is_finite_number, "null odds are a finite number")
     version = args.version
     if version == "auto":
         version = "2.0" if any(q["impossible"] for q in questions) else "1.1"

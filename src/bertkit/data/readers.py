@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import UserError
-from bertkit.io import existing_file
+from bertkit.io import existing_file, is_text
 
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob")
@@ -130,15 +130,6 @@ def _json_kind(value: Any) -> str:
     return "null" if value is None else "a JSON object" if isinstance(value, dict) else "a nested list"
 
 
-def _encodable(text: str) -> bool:
-    """False for a string holding a lone surrogate (a JSON escape such as \\ud800), which is not text."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class _ValueCheck:
     """JSON values against their columns: texts are strings, lists only where a column may hold one (tokens,
     tags, multi-label labels), and every column keeps the JSON type of its first row (labels 1, "1" and true
@@ -158,7 +149,7 @@ class _ValueCheck:
         if kind not in ("string", "number", "boolean", "list"):
             raise UserError(f"{where} holds {kind}; a string, number, boolean or list of them is expected")
         strings = [value] if kind == "string" else [v for v in value if isinstance(v, str)] if kind == "list" else []
-        if not all(map(_encodable, strings)):
+        if not all(map(is_text, strings)):
             raise UserError(f"{where} holds a lone surrogate escape, which is not text")
         first_kind, first_line = self.kinds.setdefault(column, (kind, line))
         if kind != first_kind:

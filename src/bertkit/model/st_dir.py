@@ -70,7 +70,8 @@ def read_layout(directory: Path) -> SentenceLayout:
         max_len = read_json(directory / ST_CONFIG).get("max_seq_length")
         if max_len is not None and (type(max_len) is not int or not 4 <= max_len <= SHAPE_LIMITS["max_len"]):
             raise UserError(
-                f"{directory / ST_CONFIG}: key 'max_seq_length' must be a whole number from 4, got {max_len!r}"
+                f"{directory / ST_CONFIG}: key 'max_seq_length' must be a whole number from 4 to "
+                f"{SHAPE_LIMITS['max_len']}, got {max_len!r}"
             )
         layout.max_len = max_len
     return layout
