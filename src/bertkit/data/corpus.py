@@ -118,7 +118,7 @@ def vocab_fingerprint(tokenizer: Tokenizer) -> str:
 def stale_because(meta: dict, paths: Sequence[str | Path], fmt: str, scrub_pii: bool, tokenizer: Tokenizer) -> str:
     """Why a prepared corpus is not what `prepare_corpus` would make of these settings ("" when it is)."""
     if meta.get("sources") != [str(p) for p in paths]:
-        return f"it was prepared from {', '.join(meta.get('sources') or [])}"
+        return f"it was prepared from {meta.get('sources')!r}"
     if meta.get("format") != fmt or (meta.get("scrubbed") is not None) != scrub_pii:
         return "it was prepared with another format or scrub setting"
     if meta.get("vocab_sha256", vocab_fingerprint(tokenizer)) != vocab_fingerprint(tokenizer):
