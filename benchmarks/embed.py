@@ -16,7 +16,7 @@ import torch
 from bertkit.data.readers import read_table
 from bertkit.device import best_of
 from bertkit.inference import load
-from bertkit.train import metrics
+from bertkit.scoring import metrics
 
 
 def embedding_side_by_side(

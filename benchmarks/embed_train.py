@@ -20,8 +20,8 @@ from benchmarks.task import step_timer, trainer_arguments
 from bertkit.data.readers import Row
 from bertkit.run import build_task
 from bertkit.run_config import RunConfig
+from bertkit.scoring import metrics
 from bertkit.tasks.embed import EmbedTask, retrieval
-from bertkit.train import metrics
 
 
 def _score(task: EmbedTask, model, loss, rows: list[Row]) -> dict:

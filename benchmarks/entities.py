@@ -2,7 +2,7 @@
 
 The predictions of `bertkit.load(model)` on a labelled CoNLL file, then the same with 5% of tags set to O,
 5% given another type and 5% replaced by a random B-/I- tag: each scored in lenient (conlleval) and strict
-IOB2 mode by `train/entities.py` and by seqeval, micro precision, recall and F1, macro F1 and F1 per type.
+IOB2 mode by `scoring/entities.py` and by seqeval, micro precision, recall and F1, macro F1 and F1 per type.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from bertkit.inference import load
-from bertkit.train import entities
+from bertkit.scoring import entities
 
 
 def perturbed(

@@ -5,15 +5,15 @@ by consecutive windows, offsets kept for passage tokens only; a window without t
 [CLS]. Decoding: per window the `n_best` likeliest starts and ends (over all positions, kept where they fall
 in the passage), spans of at most `max_answer_length` tokens, merged across a question's windows; for v2.0
 the null answer (the lowest [CLS] score over the windows) when it beats the best span by more than the
-threshold. Scored by bertkit's implementation of the official scripts (`train/qa_scores.py`).
+threshold. Scored by bertkit's implementation of the official scripts (`scoring/qa_scores.py`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bertkit.scoring import qa_scores
 from bertkit.tasks.qa import QATask
-from bertkit.train import qa_scores
 
 
 class QAFeatures(list):

@@ -25,12 +25,12 @@ import torch
 from benchmarks import qa
 from bertkit.run import build_task, run
 from bertkit.run_config import RunConfig
+from bertkit.scoring import entities, metrics
 from bertkit.tasks.classify import ClassificationTask
 from bertkit.tasks.embed import EmbedTask
 from bertkit.tasks.problems import Regression
 from bertkit.tasks.qa import QATask
 from bertkit.tasks.tag import TagTask
-from bertkit.train import entities, metrics
 
 
 def _reference_rows(task, config: RunConfig) -> dict[str, list]:

@@ -9,8 +9,8 @@ from seqeval.scheme import IOB1, IOB2, IOBES
 
 from benchmarks.entities import perturbed
 from bertkit import UserError
-from bertkit.train import entities
-from bertkit.train.entities import EntityCounts
+from bertkit.scoring import entities
+from bertkit.scoring.entities import EntityCounts
 
 TYPES = ["PER", "LOC", "ORG", "MISC"]
 ORACLE_SCHEMES = {"IOB1": IOB1, "IOB2": IOB2, "BIOES": IOBES}

@@ -3,7 +3,7 @@ import torch
 from scipy import stats
 from sklearn import metrics as sk
 
-from bertkit.train import metrics
+from bertkit.scoring import metrics
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from bertkit.data.readers import Row
 from bertkit.data.squad import read_questions
 from bertkit.run import run
 from bertkit.run_config import RunConfig
+from bertkit.scoring import qa_scores
 from bertkit.tasks.qa import QASettings, QATask, answer_positions
 from bertkit.tokenizer import Tokenizer
-from bertkit.train import qa_scores
 
 
 def squad_file(path: Path, n: int, seed: int, unanswerable: float = 0.3) -> Path:

@@ -28,12 +28,13 @@ PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the 
 def cmd_train(args: argparse.Namespace) -> None:
     from bertkit.run import run, run_seeds
     from bertkit.run_config import RunConfig
+    from bertkit.tasks import TASKS
 
-    # `bertkit pretrain` is `bertkit train` with the task pretrain unless the config names it
-    defaults = {"task": "pretrain"} if args.command == "pretrain" else None
-    config = RunConfig.from_json(args.config, args.set, defaults)
-    if args.command == "pretrain" and config.task != "pretrain":
-        raise UserError(f"{args.config}: task {config.task!r}; `bertkit pretrain` runs task pretrain")
+    # `bertkit pretrain` is `bertkit train` with the task that claims it, unless the config names a task
+    runs = [name for name, task in TASKS.items() if args.command in task.commands]
+    config = RunConfig.from_json(args.config, args.set, None if args.command == "train" else {"task": runs[0]})
+    if config.task not in runs:
+        raise UserError(f"{args.config}: task {config.task!r}; `bertkit {args.command}` runs task {', '.join(runs)}")
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in output_dir, --overwrite replaces it: give one of them")
     if args.seeds > 1 and args.resume:

@@ -1,8 +1,8 @@
 """`bertkit export MODEL --format onnx --out DIR`: a saved model as an ONNX graph, checked against PyTorch.
 
 The graph takes `input_ids`, `attention_mask` and `token_type_ids` (batch and length dynamic) and gives the
-task's outputs: `logits` (classification and pairs: per text; tagging: per token), `start_logits` and
-`end_logits` (QA), or `embeddings` (pooled, and normalised where the model normalises). It is traced on the
+outputs the task names (`Task.onnx_outputs`, described in each task's module: `logits` of classification
+per text, `embeddings` pooled and normalised where the model normalises, ...). It is traced on the
 plain padded path, which computes what the fast paths compute. The output directory is a complete model
 directory (config, weights, tokenizer files, task file) with `model.onnx` beside them, so everything that
 reads the model reads the export too. The export checks itself: onnxruntime against PyTorch at several

@@ -15,47 +15,17 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import SHAPE_LIMITS, ModelConfig
-from bertkit.data.batching import Batch, inference_batches, lengths_of
+from bertkit.data.batching import Batch
 from bertkit.data.readers import Row
 from bertkit.device import Precision, pick_device
 from bertkit.errors import UserError
+from bertkit.eval_batches import accumulate, run_batches
 from bertkit.hub import model_directory
 from bertkit.model.hf_dir import Pretrained
-from bertkit.model.st_dir import is_sentence_dir, read_layout
 from bertkit.sections import build_section, read_json
 from bertkit.tasks import TASKS
-from bertkit.tasks.base import TASK_FILE, Accumulator, Outputs, Task
-from bertkit.tasks.embed import EmbedSettings, EmbedTask
+from bertkit.tasks.base import TASK_FILE, Outputs, Task
 from bertkit.tokenizer import Tokenizer
-
-
-@torch.no_grad()
-def run_batches(
-    task: Task,
-    model: nn.Module,
-    examples: Sequence[Any],
-    batch_size: int,
-    device: torch.device,
-    precision: Precision,
-) -> Iterator[tuple[Outputs, Batch]]:
-    """The model's outputs batch by batch, in eval mode; batches are formed by length for speed, so whoever
-    gathers the outputs puts them back in input order (each example knows its row)."""
-    was_training = model.training
-    model.eval()
-    try:
-        for indices in inference_batches(lengths_of(examples), batch_size):
-            batch = task.collate([examples[i] for i in indices]).to(device)
-            with precision.autocast():
-                outputs = task.forward(model, batch)
-            yield outputs, batch
-    finally:
-        model.train(was_training)
-
-
-def accumulate(accumulator: Accumulator, batches: Iterator[tuple[Outputs, Batch]]) -> Any:
-    for outputs, batch in batches:
-        accumulator.add(outputs, batch)
-    return accumulator.result()
 
 
 @dataclass
@@ -113,13 +83,12 @@ class Predictor:
 
 def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
     """The task saved beside a model (its `bertkit_task.json`), with what it learnt in training; for a
-    sentence-transformers directory without one, an embedding task with its pooling."""
+    directory without one, the task that recognises it (a sentence-transformers directory: embedding)."""
     path = directory / TASK_FILE
-    if not path.is_file() and is_sentence_dir(directory):
-        layout = read_layout(directory)
-        settings = EmbedSettings(pooling=layout.pooling, normalize=layout.normalize)
-        return EmbedTask(settings, tokenizer, directory, layout.max_len or tokenizer.model_max_length)
     if not path.is_file():
+        for cls in TASKS.values():
+            if task := cls.recognise(directory, tokenizer):
+                return task
         raise UserError(f"{directory}: no {TASK_FILE}; not a model directory saved by `bertkit train`")
     saved = read_json(path)
     try:

@@ -18,7 +18,7 @@ from bertkit.sections import read_json
 def cmd_score_tag(args: argparse.Namespace) -> None:
     """Entity scores of predicted tags against gold ones, CoNLL files of the same sentences: a conlleval."""
     from bertkit.data.readers import read_conll
-    from bertkit.train import entities
+    from bertkit.scoring import entities
 
     gold, predicted = read_conll(args.gold, -1), read_conll(args.predicted, -1)
     if len(gold) != len(predicted):
@@ -53,7 +53,7 @@ def values_of(path: Path, fits: Callable[[object], bool], what: str) -> dict:
 def cmd_score_qa(args: argparse.Namespace) -> None:
     """Exact match and F1 of a predictions file against SQuAD-format data, as the official scripts score."""
     from bertkit.data.squad import read_questions
-    from bertkit.train import qa_scores
+    from bertkit.scoring import qa_scores
 
     questions = read_questions(args.data, with_targets=True, check=False)
     predictions = values_of(args.predictions, lambda v: isinstance(v, str), "an answer is a string")

@@ -7,8 +7,6 @@ returns raw logits; losses belong to the tasks.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor, nn
 
@@ -16,7 +14,6 @@ from bertkit.config import ModelConfig
 from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
 from bertkit.model.dropout import Dropout
 from bertkit.model.hf_dir import Pretrained
-from bertkit.model.st_dir import is_sentence_dir, read_layout
 
 
 def num_labels(config: ModelConfig) -> int:
@@ -185,9 +182,9 @@ def pool(hidden: Tensor, attention_mask: Tensor, mode: str) -> Tensor:
 class SentenceEncoder(BertModel):
     """Sentence-BERT: the encoder's token vectors pooled into one vector per text (`pooling`: mean, cls or
     max), scaled to unit length when `normalize`. Its weights are a plain BertModel's, so the directory it
-    saves is what sentence-transformers' Transformer module loads; the pooling is saved beside them
-    (`model/st_dir.py`). A config with labels and a classification problem adds `pair_classifier`, the
-    linear layer over (u, v, |u - v|) that trains the encoder on labelled pairs (NLI)."""
+    saves is what sentence-transformers' Transformer module loads; the pooling is read and saved beside
+    them by the embedding task (`model/st_dir.py`). A config with labels and a classification problem adds
+    `pair_classifier`, the linear layer over (u, v, |u - v|) that trains the encoder on labelled pairs (NLI)."""
 
     def __init__(self, config: ModelConfig, pooling: str = "mean", normalize: bool = False) -> None:
         super().__init__(config, add_pooler=False)
@@ -196,16 +193,6 @@ class SentenceEncoder(BertModel):
         if config.id2label and config.problem_type == "single_label_classification":
             self.pair_classifier = nn.Linear(3 * config.dim, len(config.id2label))
             init_bert_weights(self.pair_classifier, config.initializer_range)
-
-    @classmethod
-    def from_pretrained(cls, directory, **config_overrides):
-        """Weights and config as any BERT directory; pooling and normalisation from its sentence-transformers
-        files when it has them."""
-        model = super().from_pretrained(directory, **config_overrides)
-        if is_sentence_dir(Path(directory)):
-            layout = read_layout(Path(directory))
-            model.pooling, model.normalize = layout.pooling, layout.normalize
-        return model
 
     def classify_pairs(self, first: Tensor, second: Tensor) -> Tensor:
         """Label logits of pairs of sentence vectors."""

@@ -36,13 +36,14 @@ from bertkit.tokenizer import Tokenizer
 
 log = logging.getLogger("bertkit")
 
-One = str | list[str] | dict[str, str]
+One = str | list[str | list[str]] | dict[str, str | list[str]]
 
 
 class PredictRequest(BaseModel):
     inputs: One | list[One] = Field(
         description="one input or a list: a text, or for models of several texts (pairs, QA) an object keyed "
-        "by the input names of GET /info, or a list of the texts in that order",
+        "by the input names of GET /info, or a list of the texts in that order; an input that GET /info "
+        "lists in `list_inputs` is a list of texts",
         examples=["A great film.", [{"question": "Who?", "context": "Anna did."}]],
     )
 
@@ -60,6 +61,13 @@ class ServeOptions:
     truncate: bool = True  # False: refuse inputs longer than the model's maximum
     precision: str = "auto"
     runtime: str = "torch"  # or onnx, onnx-int8: the graph `bertkit export` wrote beside the model
+
+
+def _fits(value: Any, is_list: bool) -> bool:
+    """A text, or for a list input a non-empty list of texts."""
+    if is_list:
+        return isinstance(value, list) and bool(value) and all(isinstance(text, str) for text in value)
+    return isinstance(value, str)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -102,6 +110,8 @@ class ModelService:
             "model": str(self.model_dir),
             "task": task.name,
             "inputs": task.input_columns,
+            "list_inputs": task.list_inputs,
+            "widget": task.widget,
             "labels": getattr(task, "labels", None),
             "max_len": task.max_len,
             "embeds": task.embeds,
@@ -117,43 +127,43 @@ class ModelService:
     def rows(self, inputs: Any) -> list[Row]:
         """Request inputs as rows of the task's input columns (a list is always a list of inputs); 422 for
         an input of the wrong shape."""
-        columns = self.predictor.task.input_columns
+        task = self.predictor.task
+        columns, lists = task.input_columns, task.list_inputs
         rows = []
         for number, item in enumerate(inputs if isinstance(inputs, list) else [inputs], start=1):
-            if isinstance(item, str) and len(columns) == 1:
+            if isinstance(item, str) and len(columns) == 1 and not lists:
                 fields = {columns[0]: item}
-            elif isinstance(item, list) and len(item) == len(columns) and all(isinstance(t, str) for t in item):
+            elif isinstance(item, list) and len(item) == len(columns):
                 fields = dict(zip(columns, item, strict=True))
-            elif isinstance(item, dict) and all(isinstance(item.get(c), str) for c in columns):
-                fields = {column: item[column] for column in columns}
+            elif isinstance(item, dict):
+                fields = {column: item.get(column) for column in columns}
             else:
-                raise HTTPException(422, f"input {number}: this model takes {' and '.join(columns)}")
+                fields = {}
+            if not fields or not all(_fits(fields[column], column in lists) for column in columns):
+                shapes = [f"{column} (a list of texts)" if column in lists else column for column in columns]
+                raise HTTPException(422, f"input {number}: this model takes {' and '.join(shapes)}")
             rows.append(Row("request", number, fields))
         return rows
 
-    def count_tokens(self, columns: list[list[str]]) -> tuple[int, list[int]]:
-        """Tokens the batch will hold, and per input the tokens truncation drops (refused when it is off).
-        `columns`: the texts of each input column; an embedding model encodes each text alone."""
+    def count_tokens(self, rows: list[Row]) -> tuple[int, list[int]]:
+        """Tokens the batch will hold, and per input the tokens truncation drops (refused when it is off)."""
         task = self.predictor.task
-        tokenizer, max_len = task.tokenizer, task.max_len
-        if task.embeds:
-            per_text = [tokenizer.lengths(texts) for texts in columns]
-        else:
-            per_text = [tokenizer.lengths(columns[0], columns[1] if len(columns) > 1 else None)]
+        lengths = task.sequence_lengths(rows)
         if task.windowed:
-            return sum(map(sum, per_text)), [0] * len(per_text[0])
-        dropped = [sum(max(0, n - max_len) for n in lengths) for lengths in zip(*per_text, strict=True)]
+            return sum(map(sum, lengths)), [0] * len(lengths)
+        max_len = task.max_len
+        dropped = [sum(max(0, n - max_len) for n in sequences) for sequences in lengths]
         if not self.options.truncate and any(dropped):
             first = next(i for i, n in enumerate(dropped) if n)
             raise HTTPException(413, f"input {first + 1}: {dropped[first]} tokens over the model's {max_len}")
-        return sum(min(n, max_len) for lengths in per_text for n in lengths), dropped
+        return sum(min(n, max_len) for sequences in lengths for n in sequences), dropped
 
-    async def answer(self, kind: str, inputs: list[Any], columns: list[list[str]]) -> tuple[list[Any], list[int]]:
+    async def answer(self, kind: str, inputs: list[Any], rows: list[Row]) -> tuple[list[Any], list[int]]:
         if not inputs:
             raise HTTPException(422, "inputs: empty")
         if len(inputs) > self.options.max_inputs:
             raise HTTPException(413, f"{len(inputs)} inputs, over the limit of {self.options.max_inputs}")
-        tokens, dropped = self.count_tokens(columns)
+        tokens, dropped = self.count_tokens(rows)
         try:
             future = self.batcher.submit(Job(kind, inputs, tokens))
         except QueueFull as err:
@@ -214,8 +224,7 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
         answers with their spans, or for an embedding model the similarity of two texts."""
         live = ready_service()
         rows = live.rows(request.inputs)
-        columns = [[row[column] for row in rows] for column in live.predictor.task.input_columns]
-        predictions, dropped = await live.answer("predict", rows, columns)
+        predictions, dropped = await live.answer("predict", rows, rows)
         return JSONResponse({"predictions": predictions, "tokens_dropped": dropped})
 
     @app.post("/embed")
@@ -225,7 +234,9 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
         if not live.predictor.task.embeds:
             raise HTTPException(422, f"a {live.predictor.task.name} model gives no embeddings; use /predict")
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        vectors, dropped = await live.answer("embed", texts, [texts])
+        column = live.predictor.task.input_columns[0]
+        rows = [Row("request", number, {column: text}) for number, text in enumerate(texts, start=1)]
+        vectors, dropped = await live.answer("embed", texts, rows)
         # straight to JSON: FastAPI's encoder would visit each of the vectors' floats in Python
         return JSONResponse({"embeddings": vectors, "tokens_dropped": dropped})
 

@@ -71,6 +71,10 @@ class Task(ABC):
     embeds: ClassVar[bool] = False  # gives sentence vectors (`embed`, `search`, the server's /embed)
     windowed: ClassVar[bool] = False  # long inputs are split into windows, never cut
     reads_training_file: ClassVar[bool] = True  # a run needs `data.train`
+    commands: ClassVar[tuple[str, ...]] = ("train",)  # the CLI commands that run it
+    # how the served page shows a prediction: "labels" (probability bars, or a value), "entities" (marked
+    # in the text), "answer" (a span of the context) or "similarity" (one bar)
+    widget: ClassVar[str] = "labels"
 
     def __init__(self, settings: Any, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
         self.settings = settings
@@ -96,6 +100,22 @@ class Task(ABC):
     def list_columns(self) -> list[str]:
         """Columns whose JSON values may be lists."""
         return []
+
+    @property
+    def list_inputs(self) -> list[str]:
+        """Input columns that hold a list of texts each, rather than one text."""
+        return [column for column in self.input_columns if column in self.list_columns]
+
+    @classmethod
+    def recognise(cls, directory: Path, tokenizer: Tokenizer) -> Task | None:
+        """This task for a model directory saved by another library (no task file), or None if it is not one."""
+        return None
+
+    def sequence_lengths(self, rows: Sequence[Row]) -> list[list[int]]:
+        """Per row, the uncut token count of each sequence the model reads for it ([CLS] and [SEP] included):
+        what the server counts against its limits, and what `max_len` would cut is the rest."""
+        first, *second = ([str(row[column]) for row in rows] for column in self.input_columns)
+        return [[n] for n in self.tokenizer.lengths(first, second[0] if second else None)]
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """Rows of a file to score (`with_targets`) or to label."""

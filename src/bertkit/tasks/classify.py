@@ -17,10 +17,10 @@ from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
+from bertkit.scoring import metrics
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.tasks.problems import PROBLEMS, SingleLabel, label_set, sorted_labels
-from bertkit.train import metrics
 
 log = logging.getLogger("bertkit")
 

@@ -34,10 +34,11 @@ from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
 from bertkit.model.heads import POOLING_MODES, SentenceEncoder
 from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, read_layout
+from bertkit.scoring import metrics
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
 from bertkit.tasks.problems import finite_number, label_id, label_set, sorted_labels
-from bertkit.train import metrics
+from bertkit.tokenizer import Tokenizer
 
 log = logging.getLogger("bertkit")
 LOSSES = ("cosine", "cosent", "mnrl", "softmax")
@@ -96,6 +97,7 @@ class EmbedTask(TableTask):
     onnx_outputs = ("embeddings",)
     pipeline_tag = "sentence-similarity"
     embeds = True
+    widget = "similarity"
     labels: list[str] | None = None  # for `softmax`: learnt from the training pairs
 
     @property
@@ -122,6 +124,21 @@ class EmbedTask(TableTask):
     @property
     def input_columns(self) -> list[str]:
         return [self.settings.text_a, self.settings.text_b]
+
+    @classmethod
+    def recognise(cls, directory: Path, tokenizer: Tokenizer) -> EmbedTask | None:
+        """A sentence-transformers directory, with its pooling and normalisation."""
+        if not is_sentence_dir(directory):
+            return None
+        layout = read_layout(directory)
+        settings = EmbedSettings(pooling=layout.pooling, normalize=layout.normalize)
+        return cls(settings, tokenizer, directory, layout.max_len or tokenizer.model_max_length)
+
+    def sequence_lengths(self, rows: Sequence[Row]) -> list[list[int]]:
+        """Each text of a row is encoded alone."""
+        columns = [column for column in self.input_columns if column in rows[0].fields]
+        per_column = [self.tokenizer.lengths([str(row[column]) for row in rows]) for column in columns]
+        return [list(lengths) for lengths in zip(*per_column, strict=True)]
 
     @property
     def target_columns(self) -> list[str]:

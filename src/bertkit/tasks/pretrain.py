@@ -34,9 +34,9 @@ from bertkit.errors import UserError
 from bertkit.model.dropout import set_dropout
 from bertkit.model.electra import BertForReplacedTokenDetection
 from bertkit.model.heads import BertForPreTraining
+from bertkit.scoring.metrics import Mean
 from bertkit.sections import read_json, setting
 from bertkit.tasks.base import Outputs, Splits, Task, load_model
-from bertkit.train.metrics import Mean
 
 if TYPE_CHECKING:
     from bertkit.run_config import RunConfig
@@ -123,6 +123,7 @@ class PretrainTask(Task):
     pipeline_tag = "fill-mask"
     transformers_class = "AutoModelForPreTraining"
     reads_training_file = False  # its corpus is its section's `files`
+    commands = ("train", "pretrain")
     # Dev loss picks the best model: on the early unigram plateau every evaluation ties on MLM accuracy.
     main_metric = "loss"
     higher_is_better = False

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
-from bertkit.train import metrics
+from bertkit.scoring import metrics
 
 
 def finite_number(value: object, what: str, row: Row) -> float:

@@ -9,7 +9,7 @@ A window that does not hold the whole answer points at [CLS], as an unanswerable
 Decoding: per window, the `n_best` likeliest starts and ends inside the passage make the candidate spans (at
 most `max_answer_length` tokens); the windows of a question are merged. For v2.0 the null answer wins when
 its score (the lowest over the windows) beats the best span's by more than `null_threshold`; the difference
-is the question's null odds. Scores: `train/qa_scores.py` (the official scripts' exact match and F1).
+is the question's null odds. Scores: `scoring/qa_scores.py` (the official scripts' exact match and F1).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from bertkit.data.squad import read_questions
 from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForQuestionAnswering
+from bertkit.scoring import qa_scores
+from bertkit.scoring.metrics import Mean
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model
-from bertkit.train import qa_scores
-from bertkit.train.metrics import Mean
 
 VERSIONS = ("auto", "1.1", "2.0")
 NO_SPAN_ODDS = 1e4
@@ -114,6 +114,7 @@ class QATask(TableTask):
     settings_type = QASettings
     onnx_outputs = ("start_logits", "end_logits")
     pipeline_tag = "question-answering"
+    widget = "answer"
     transformers_class = "AutoModelForQuestionAnswering"
     windowed = True
     main_metric = "f1"

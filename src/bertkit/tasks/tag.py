@@ -5,7 +5,7 @@ first sub-token; its other sub-tokens are context only, and the head runs at fir
 sentence longer than `max_len` is split into overlapping windows (`stride` sub-tokens shared), never cut, and
 each word is predicted from the window where it has the most context on both sides. Predictions come back per
 word, with entity spans (type, words, and character offsets when the input was raw text). Entities are
-scored by `train/entities.py`: lenient (conlleval) F1 is the main metric, strict IOB2 F1 beside it.
+scored by `scoring/entities.py`: lenient (conlleval) F1 is the main metric, strict IOB2 F1 beside it.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
 from bertkit.data.windows import windows
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForTokenClassification
+from bertkit.scoring import entities
+from bertkit.scoring.metrics import Mean
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
-from bertkit.train import entities
-from bertkit.train.metrics import Mean
 
 log = logging.getLogger("bertkit")
 IGNORED = -100
@@ -85,6 +85,7 @@ class TagTask(TableTask):
     settings_type = TagSettings
     onnx_outputs = ("logits",)
     pipeline_tag = "token-classification"
+    widget = "entities"
     transformers_class = "AutoModelForTokenClassification"
     windowed = True
     main_metric = "f1"

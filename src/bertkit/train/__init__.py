@@ -1,1 +1,1 @@
-"""The one training loop (`trainer`), what a checkpoint holds (`state`), metrics and reports."""
+"""The one training loop (`trainer`), its step, what a checkpoint holds, distributed training and reports."""

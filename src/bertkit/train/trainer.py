@@ -23,7 +23,7 @@ from tqdm import tqdm
 from bertkit.config import TrainConfig
 from bertkit.device import Precision
 from bertkit.errors import UserError
-from bertkit.inference import accumulate, run_batches
+from bertkit.eval_batches import accumulate, run_batches
 from bertkit.io import recover, remove_leftovers
 from bertkit.model.bert import set_unpad
 from bertkit.model.hf_dir import Pretrained
