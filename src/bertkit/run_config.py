@@ -36,9 +36,7 @@ class RunConfig:
     pip-shipped all-MiniLM-L6-v2. `train` may be inline or the path of a classic train file. The task's own
     settings (`settings`) are the section named after the task: `"classify": {"text": "sentence"}`, say."""
 
-    task: str = setting(
-        "classify", "classify, pair, tag, qa, embed or pretrain; its settings are the section of that name"
-    )
+    task: str = setting("classify", f"one of {', '.join(TASKS)}; its settings are the section of that name")
     model: str | None = setting(
         None,
         "a Hugging Face model directory or hub id to fine-tune, or a model JSON for random weights; "
