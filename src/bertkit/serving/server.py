@@ -90,8 +90,7 @@ class ModelService:
 
     def load(self) -> None:
         predictor = load(self.model_dir, precision=self.options.precision, runtime=self.options.runtime)
-        columns = predictor.task.input_columns
-        predictor.predict_rows([Row("warm-up", 1, {column: "warm up" for column in columns})])
+        predictor.predict_rows([predictor.task.warm_up_row()])
         self.predictor = predictor
         self.batcher.start()
         self.ready.set()

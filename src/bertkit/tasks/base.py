@@ -111,6 +111,10 @@ class Task(ABC):
         """This task for a model directory saved by another library (no task file), or None if it is not one."""
         return None
 
+    def warm_up_row(self) -> Row:
+        """An input that runs the model once (a server warms up on it before it says it is ready)."""
+        return Row("warm-up", 1, {column: "warm up" for column in self.input_columns})
+
     def sequence_lengths(self, rows: Sequence[Row]) -> list[list[int]]:
         """Per row, the uncut token count of each sequence the model reads for it ([CLS] and [SEP] included):
         what the server counts against its limits, and what `max_len` would cut is the rest."""
