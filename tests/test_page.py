@@ -78,3 +78,16 @@ def test_a_tagging_page_highlights_its_entities(browser, tmp_path):
         marks = try_page(browser, server.url, {"text": "anna smith and the film paris"}, "#result mark", "tag")
         assert [m.get_attribute("data-label") for m in marks] == ["PER", "LOC"]
         assert marks[0].text.startswith("anna smith")
+
+
+def test_a_multiple_choice_page_takes_endings_by_line_and_bars_them(browser, tmp_path):
+    from test_choice import choice_setup
+
+    setup = choice_setup(tmp_path)
+    run(RunConfig.from_dict(setup))
+    inputs = {"context": "the film was great", "endings": "it was superb\nit was awful\na dull plot"}
+    with served(Path(setup["output_dir"]) / "model") as server:
+        bars = try_page(browser, server.url, inputs, "#result .bar", "choice")
+        assert len(bars) == 3
+        names = [e.get_attribute("title") for e in browser.find_elements("css selector", "#result .name")]
+        assert names[0] == "0: it was superb"
