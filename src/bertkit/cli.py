@@ -212,6 +212,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def embedding_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A command over an embedding model, with the options `embed` and `search` share."""
+    command = commands.add_parser(name, help=help_text)
+    command.add_argument(
+        "model", type=file_path, help="embedding model (bertkit train task embed, or sentence-transformers)"
+    )
+    command.add_argument("--column", help="the text column of a TSV/CSV/JSONL file")
+    command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bertkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
@@ -306,27 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     predict.set_defaults(run=cmd_predict)
 
-    for name, help_text in (
-        ("embed", "embed texts with a sentence-embedding model into a .npy matrix (rows in input order)"),
-        ("search", "the nearest texts of a corpus to each query, by exact cosine similarity"),
-    ):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument(
-            "model", type=file_path, help="embedding model (bertkit train task embed, or sentence-transformers)"
-        )
-        if name == "embed":
-            command.add_argument("--input", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
-            command.add_argument("--output", type=file_path, required=True, help=".npy file of (texts, dim) float32")
-        else:
-            command.add_argument(
-                "--corpus", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL"
-            )
-            command.add_argument("--query", required=True, action="append", help="a query text (repeatable)")
-            command.add_argument("--top-k", type=positive(int), default=10)
-        command.add_argument("--column", help="the text column of a TSV/CSV/JSONL file")
-        command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-        command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-        command.set_defaults(run=cmd_embed if name == "embed" else cmd_search)
+    embed = embedding_command(commands, "embed", "embed texts with a sentence-embedding model into a .npy matrix")
+    embed.add_argument("--input", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+    embed.add_argument(
+        "--output", type=file_path, required=True, help=".npy file of (texts, dim) float32, in input order"
+    )
+    embed.set_defaults(run=cmd_embed)
+    search = embedding_command(
+        commands, "search", "the nearest texts of a corpus to each query, by exact cosine similarity"
+    )
+    search.add_argument("--corpus", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
+    search.add_argument("--query", required=True, action="append", help="a query text (repeatable)")
+    search.add_argument("--top-k", type=positive(int), default=10)
+    search.set_defaults(run=cmd_search)
 
     add_serve_parser(commands)
     add_export_parser(commands)
