@@ -17,29 +17,29 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.task import step_timer, trainer_arguments
+from bertkit.data.batching import Batch
 from bertkit.data.readers import Row
 from bertkit.run import build_task
 from bertkit.run_config import RunConfig
-from bertkit.scoring import metrics
-from bertkit.tasks.embed import EmbedTask, retrieval
+from bertkit.tasks.embed import EmbedTask
 
 
 def _score(task: EmbedTask, model, loss, rows: list[Row]) -> dict:
-    """bertkit's metrics of the embed task on the reference model's vectors of `rows`."""
+    """bertkit's evaluator of the embed task's loss on the reference model's vectors of `rows`."""
     settings = task.settings
     first, second = (
         model.encode([str(row[column]) for row in rows], batch_size=64, convert_to_tensor=True).float().cpu()
         for column in (settings.text_a, settings.text_b)
     )
-    if task.ranking:
-        return retrieval([(first, second)])
+    outputs = {"embeddings": first, "second": second, "similarity": F.cosine_similarity(first, second)}
     if task.classifying:
         with torch.no_grad():
-            logits = loss.classifier(torch.cat([first, second, (first - second).abs()], dim=1))
-        gold = torch.tensor([task.labels.index(str(row[settings.label]).strip()) for row in rows])
-        return metrics.single_label(logits.argmax(-1), gold, task.labels)
-    gold = torch.tensor([float(row[settings.score]) / settings.score_scale for row in rows])
-    return metrics.regression(F.cosine_similarity(first, second), gold)
+            outputs["logits"] = loss.classifier(torch.cat([first, second, (first - second).abs()], dim=1))
+    examples = task.encode(rows) if task.objective.target != "none" else []
+    targets = torch.tensor([example.target for example in examples])
+    evaluator = task.objective.evaluator(task.labels)
+    evaluator.add(outputs, Batch({"targets": targets}, examples))
+    return evaluator.result()
 
 
 def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
@@ -66,7 +66,7 @@ def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> d
     if task.classifying:
         columns["label"] = [task.labels.index(str(r[settings.label]).strip()) for r in train_rows]
         loss = losses.SoftmaxLoss(model, model.get_sentence_embedding_dimension(), len(task.labels))
-    elif task.ranking:
+    elif task.objective.distinct_texts:
         loss = losses.MultipleNegativesRankingLoss(model)
     else:
         columns["score"] = [float(r[settings.score]) / settings.score_scale for r in train_rows]
@@ -82,7 +82,7 @@ def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> d
 
     train = config.train
     timer = step_timer()
-    batches = BatchSamplers.NO_DUPLICATES if task.ranking else BatchSamplers.BATCH_SAMPLER
+    batches = BatchSamplers.NO_DUPLICATES if task.objective.distinct_texts else BatchSamplers.BATCH_SAMPLER
     args = Arguments(**trainer_arguments(config, seed, work_dir), batch_sampler=batches)
     trainer = SentenceTransformerTrainer(
         model=model,

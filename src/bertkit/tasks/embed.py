@@ -37,13 +37,11 @@ from bertkit.model.st_dir import SentenceLayout, is_sentence_dir, layout_files, 
 from bertkit.scoring import metrics
 from bertkit.sections import setting
 from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
+from bertkit.tasks.embed_losses import LOSSES, EmbedLoss
 from bertkit.tasks.problems import finite_number, label_id, label_set, sorted_labels
 from bertkit.tokenizer import Tokenizer
 
 log = logging.getLogger("bertkit")
-LOSSES = ("cosine", "cosent", "mnrl", "softmax")
-SCALE = 20.0  # the temperature of CoSENT and of in-batch ranking, as sentence-transformers sets them
-RECALL_AT = (1, 5, 10)
 
 
 @dataclasses.dataclass
@@ -101,16 +99,18 @@ class EmbedTask(TableTask):
     labels: list[str] | None = None  # for `softmax`: learnt from the training pairs
 
     @property
-    def ranking(self) -> bool:
-        return self.settings.loss == "mnrl"
+    def objective(self) -> EmbedLoss:
+        """The section's loss, with its evaluator (`tasks/embed_losses.py`)."""
+        return LOSSES[self.settings.loss]
 
     @property
     def classifying(self) -> bool:
-        return self.settings.loss == "softmax"
+        """Pairs carry labels, which a classifier over the pair's vectors learns."""
+        return self.objective.target == "label"
 
     @property
     def main_metric(self) -> str:
-        return "mrr_at_10" if self.ranking else "accuracy" if self.classifying else "spearman"
+        return self.objective.main_metric
 
     @property
     def layout(self) -> SentenceLayout:
@@ -142,7 +142,7 @@ class EmbedTask(TableTask):
 
     @property
     def target_columns(self) -> list[str]:
-        if self.ranking:
+        if self.objective.target == "none":
             return [] if self.settings.positive_label is None else [self.settings.label]
         return [self.settings.label] if self.classifying else [self.settings.score]
 
@@ -161,7 +161,7 @@ class EmbedTask(TableTask):
         if with_targets:
             rows = super().read(path, with_targets)
             positive = self.settings.positive_label
-            if self.ranking and positive is not None:
+            if self.objective.target == "none" and positive is not None:
                 kept = [row for row in rows if str(row[self.settings.label]).strip() == positive]
                 log.info("%s: %d pairs not labelled %r left out", path, len(rows) - len(kept), positive)
                 rows = kept
@@ -171,7 +171,7 @@ class EmbedTask(TableTask):
         return read_table(path, [self.settings.text_a], [self.settings.text_a])
 
     def _target(self, row: Row) -> float | int | None:
-        if self.ranking:
+        if self.objective.target == "none":
             return None
         if self.classifying:
             return label_id(str(row[self.settings.label]).strip(), self.labels, row.where)
@@ -213,7 +213,7 @@ class EmbedTask(TableTask):
         """For in-batch ranking, the shuffled order cut into batches in which no text occurs twice: an
         example whose text a batch already holds waits for the next batch that does not."""
         batches = super().epoch_batches(examples, batch_size, seed, epoch, group_by_length)
-        if not self.ranking:
+        if not self.objective.distinct_texts:
             return batches
         result: list[list[int]] = []
         waiting = [i for batch in batches for i in batch]
@@ -250,26 +250,8 @@ class EmbedTask(TableTask):
             outputs["logits"] = model.classify_pairs(first, second).float()
         return outputs
 
-    def _losses(self, outputs: Outputs, batch: Batch) -> Tensor:
-        """The batch's mean loss."""
-        if self.ranking:
-            first = F.normalize(outputs["embeddings"], dim=-1)
-            second = F.normalize(outputs["second"], dim=-1)
-            logits = SCALE * first @ second.T
-            return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
-        if self.classifying:
-            return F.cross_entropy(outputs["logits"], batch["targets"])
-        similarity, scores = outputs["similarity"], batch["targets"]
-        if self.settings.loss == "cosine":
-            return F.mse_loss(similarity, scores)
-        # CoSENT: log(1 + sum over pairs i, j with score_i > score_j of exp(scale * (cos_j - cos_i)))
-        differences = SCALE * (similarity[None, :] - similarity[:, None])
-        ranked = scores[:, None] > scores[None, :]
-        terms = differences[ranked]
-        return torch.logsumexp(torch.cat([terms.new_zeros(1), terms]), dim=0)
-
     def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
-        return self._losses(outputs, batch)
+        return self.objective(outputs, batch)
 
     def metrics(self) -> EmbedMetrics:
         return EmbedMetrics(self)
@@ -285,44 +267,19 @@ class EmbedTask(TableTask):
 
 
 class EmbedMetrics:
-    """Mean loss per batch; the cosine similarities beside the gold scores for Pearson and Spearman, or for
-    ranking every pair's vectors, for retrieval over the whole set."""
+    """Mean loss per batch, and the loss's evaluator."""
 
     def __init__(self, task: EmbedTask) -> None:
-        self.task = task
+        self.objective = task.objective
         self.loss = metrics.Mean()
-        self.values = metrics.Values()
-        self.pairs: list[tuple[Tensor, Tensor]] = []
-        self.confusion = metrics.ConfusionCounts(len(task.labels)) if task.classifying else None
+        self.evaluator = task.objective.evaluator(task.labels)
 
     def add(self, outputs: Outputs, batch: Batch) -> None:
-        self.loss.add(self.task._losses(outputs, batch) * len(batch.examples), len(batch.examples))
-        if self.task.ranking:
-            self.pairs.append((outputs["embeddings"].cpu(), outputs["second"].cpu()))
-        elif self.task.classifying:
-            self.confusion.add(outputs["logits"].argmax(-1).cpu(), batch["targets"].cpu())
-        else:
-            self.values.add(outputs["similarity"], batch["targets"])
+        self.loss.add(self.objective(outputs, batch) * len(batch.examples), len(batch.examples))
+        self.evaluator.add(outputs, batch)
 
     def result(self) -> dict:
-        if self.task.ranking:
-            return {**retrieval(self.pairs), "loss": self.loss.value}
-        if self.task.classifying:
-            return {**self.confusion.report(self.task.labels), "loss": self.loss.value}
-        report = self.values.report()
-        return {"pearson": report["pearson"], "spearman": report["spearman"], "loss": self.loss.value}
-
-
-def retrieval(pairs: list[tuple[Tensor, Tensor]]) -> dict:
-    """Recall@k and MRR@10 of each first text's partner among all second texts, by cosine similarity."""
-    first = F.normalize(torch.cat([a for a, _ in pairs]).float(), dim=-1)
-    second = F.normalize(torch.cat([b for _, b in pairs]).float(), dim=-1)
-    similarity = first @ second.T
-    # the partner's rank: 1 + how many second texts score strictly above it
-    ranks = 1 + (similarity > similarity.diagonal()[:, None]).sum(dim=1)
-    result = {f"recall_at_{k}": float((ranks <= k).float().mean()) for k in RECALL_AT}
-    result["mrr_at_10"] = float(torch.where(ranks <= 10, 1.0 / ranks, 0.0).mean())
-    return result
+        return {**self.evaluator.result(), "loss": self.loss.value}
 
 
 class EmbedPredictions:
