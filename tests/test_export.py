@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from test_pair import pair_setup
 from test_qa import squad_file
-from test_train import run_cli
 from tiny import make_setup, make_tag_setup
 
 import bertkit

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 from safetensors.torch import load_file
-from test_train import run_cli
 from tiny import make_setup
 
 import bertkit

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli, write_config
 from sentence_transformers import SentenceTransformer
-from test_train import run_cli, write_config
 from tiny import make_setup, sentence
 
 import bertkit

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from cli_runner import run_cli, write_config
 from conftest import random_batch
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
-from test_train import run_cli, write_config
 from tiny import make_tag_setup, tagged_sentence, write_conll
 
 import bertkit

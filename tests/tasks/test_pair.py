@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from test_train import run_cli, write_config
+from cli_runner import run_cli, write_config
 from tiny import FILLER, make_setup, sentence
 
 import bertkit

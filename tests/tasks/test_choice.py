@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from test_train import run_cli, write_config
+from cli_runner import run_cli, write_config
 from tiny import FILLER, NEGATIVE, POSITIVE, make_setup
 
 from benchmarks.server_process import served

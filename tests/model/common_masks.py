@@ -5,7 +5,7 @@ shape that the padded path draws it, and keeps the entries of the real tokens; a
 masks of the padded forward from the same random state, so what is left between them is float rounding. It
 patches bertkit's model code for as long as it is open.
 
-    python tests/common_masks.py train CONFIG [--set KEY=VALUE ...]   # a run of `bertkit` under common masks
+    python tests/model/common_masks.py train CONFIG [--set KEY=VALUE ...]   # a run of `bertkit` under common masks
 """
 
 from __future__ import annotations
