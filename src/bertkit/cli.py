@@ -212,6 +212,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def model_command(
+    commands: argparse._SubParsersAction, name: str, help_text: str, flag: str, columns: str
+) -> argparse.ArgumentParser:
+    """A command that runs a saved model over a file (`flag`), with the options `evaluate` and `predict` share."""
+    command = commands.add_parser(name, help=help_text)
+    command.add_argument("model", type=file_path, help="model directory written by `bertkit train`")
+    command.add_argument(
+        flag, type=file_path, required=True, help=f"TSV/CSV/JSONL with {columns}; CoNLL (tag); SQuAD JSON (qa)"
+    )
+    command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    command.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
+    return command
+
+
 def embedding_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     """A command over an embedding model, with the options `embed` and `search` share."""
     command = commands.add_parser(name, help=help_text)
@@ -224,11 +239,7 @@ def embedding_command(commands: argparse._SubParsersAction, name: str, help_text
     return command
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="bertkit", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_training_parsers(commands: argparse._SubParsersAction) -> None:
     for name, help_text, config_help in (
         ("train", "train as a run config says (any task: classify, pretrain, ...)", "run config JSON (see configs/)"),
         (
@@ -255,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument("--seeds", type=positive(int), default=1, help="repeat with N seeds; report mean ± sd")
         train.set_defaults(run=cmd_train)
 
+
+def add_text_parsers(commands: argparse._SubParsersAction) -> None:
+    """Commands on raw text: a vocabulary, a pretraining corpus, scrubbing."""
     tokenizer = commands.add_parser("tokenizer", help="train a WordPiece vocabulary")
     tokenizers = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
     vocab = tokenizers.add_parser("train", help="learn a WordPiece vocabulary from raw text (likelihood criterion)")
@@ -290,32 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     scrub.add_argument("output", type=file_path)
     scrub.set_defaults(run=cmd_scrub)
 
-    evaluate = commands.add_parser("evaluate", help="score a saved model on a labelled file")
-    evaluate.add_argument("model", type=file_path, help="model directory written by `bertkit train`")
-    evaluate.add_argument(
-        "--data",
-        type=file_path,
-        required=True,
-        help="TSV/CSV/JSONL with the training columns; CoNLL (tag); SQuAD JSON (qa)",
+
+def add_model_parsers(commands: argparse._SubParsersAction) -> None:
+    """Commands that put a saved model to work on a file."""
+    evaluate = model_command(
+        commands, "evaluate", "score a saved model on a labelled file", "--data", "the training columns"
     )
     evaluate.add_argument("--output", type=file_path, help="write all metrics (per class, confusion matrix) here")
-    evaluate.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    evaluate.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    evaluate.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     evaluate.set_defaults(run=cmd_evaluate)
-
-    predict = commands.add_parser("predict", help="label a file with a saved model")
-    predict.add_argument("model", type=file_path, help="model directory written by `bertkit train`")
-    predict.add_argument(
-        "--input",
-        type=file_path,
-        required=True,
-        help="TSV/CSV/JSONL with the text column(s); CoNLL (tag); SQuAD JSON (qa)",
-    )
+    predict = model_command(commands, "predict", "label a file with a saved model", "--input", "the text column(s)")
     predict.add_argument("--output", type=file_path, required=True, help="JSONL: line, label, probabilities")
-    predict.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    predict.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    predict.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
     predict.set_defaults(run=cmd_predict)
 
     embed = embedding_command(commands, "embed", "embed texts with a sentence-embedding model into a .npy matrix")
@@ -332,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=positive(int), default=10)
     search.set_defaults(run=cmd_search)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="bertkit", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    add_training_parsers(commands)
+    add_text_parsers(commands)
+    add_model_parsers(commands)
     add_serve_parser(commands)
     add_export_parser(commands)
     add_push_parser(commands)

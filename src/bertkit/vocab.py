@@ -148,6 +148,33 @@ class _Pairs:
         return int(pairs[best])
 
 
+def _counts(
+    spellings: list[list[int]], frequencies: list[int], vocab_size: int, min_frequency: int
+) -> tuple[np.ndarray, _Pairs]:
+    """How often each symbol occurs, and each adjacent pair of symbols (with the words that hold it)."""
+    units = np.zeros(vocab_size, dtype=np.float64)  # there are never more than vocab_size symbols
+    pairs = _Pairs(min_frequency)
+    for w, (spelling, count) in enumerate(zip(spellings, frequencies, strict=True)):
+        for unit in spelling:
+            units[unit] += count
+        for a, b in pairwise(spelling):
+            pairs.add(a, b, count, w)
+    return units, pairs
+
+
+def _merged(spelling: list[int], a: int, b: int, merged: int) -> tuple[list[int], int]:
+    """`spelling` with each pair (a, b) replaced by `merged`, left to right, and how many were replaced."""
+    result, i, merges = [], 0, 0
+    while i < len(spelling):
+        if i + 1 < len(spelling) and spelling[i] == a and spelling[i + 1] == b:
+            result.append(merged)
+            i, merges = i + 2, merges + 1
+        else:
+            result.append(spelling[i])
+            i += 1
+    return result, merges
+
+
 def learn_pieces(
     words: Counter, vocab_size: int, min_frequency: int = 2, coverage: float = 0.9999, progress: bool = True
 ) -> list[str]:
@@ -173,13 +200,7 @@ def learn_pieces(
             f"vocab size {vocab_size} leaves no room for pieces: the text has {alphabet} characters "
             "(lower the character coverage or raise the vocab size)"
         )
-    units = np.zeros(vocab_size, dtype=np.float64)  # count of each symbol; there are never more than vocab_size
-    pairs = _Pairs(min_frequency)
-    for w, (spelling, count) in enumerate(zip(spellings, frequencies, strict=True)):
-        for unit in spelling:
-            units[unit] += count
-        for a, b in pairwise(spelling):
-            pairs.add(a, b, count, w)
+    units, pairs = _counts(spellings, frequencies, vocab_size, min_frequency)
     total = float(units.sum())
 
     bar = tqdm(total=vocab_size - len(SPECIALS) - alphabet, desc="vocabulary", disable=not progress, leave=False)
@@ -193,14 +214,7 @@ def learn_pieces(
         merged = symbol(symbols[a] + symbols[b].removeprefix(PREFIX))
         for w in list(pairs.words[pair]):
             old = spellings[w]
-            new, i, merges = [], 0, 0
-            while i < len(old):
-                if i + 1 < len(old) and old[i] == a and old[i + 1] == b:
-                    new.append(merged)
-                    i, merges = i + 2, merges + 1
-                else:
-                    new.append(old[i])
-                    i += 1
+            new, merges = _merged(old, a, b, merged)
             if not merges:
                 continue
             count = frequencies[w]

@@ -175,12 +175,41 @@ class ModelService:
         return results, dropped
 
 
+async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
+
+
+async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+    """A body FastAPI could not read: the first problem, named by where it is."""
+    first = err.errors()[0]
+    if first.get("type") == "json_invalid":
+        return _error(422, f"body: invalid JSON ({first.get('ctx', {}).get('error', 'cannot parse')})")
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return _error(422, f"{where or 'body'}: {first.get('msg', 'invalid')}")
+
+
 def failed(app: FastAPI, loading: asyncio.Future) -> None:
     """A model that fails to load stops the server; `serve` raises the error once it has stopped."""
     if loading.cancelled() or loading.exception() is None:
         return
     app.state.load_error = loading.exception()  # `serve` reports it, once the server has stopped
     getattr(app.state, "stop", lambda: None)()
+
+
+def add_plain_routes(app: FastAPI, metrics: ServerMetrics) -> None:
+    """The routes that answer without the model: liveness, Prometheus metrics and the page."""
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return resources.files("bertkit.serving").joinpath("page.html").read_text(encoding="utf-8")
 
 
 def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastAPI:
@@ -200,17 +229,9 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
     app = FastAPI(title="bertkit", description=f"The model in {model_dir}", lifespan=lifespan)
     app.add_middleware(observe_requests, metrics=metrics, max_body_bytes=options.max_body_bytes)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        first = err.errors()[0]
-        if first.get("type") == "json_invalid":
-            return _error(422, f"body: invalid JSON ({first.get('ctx', {}).get('error', 'cannot parse')})")
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        return _error(422, f"{where or 'body'}: {first.get('msg', 'invalid')}")
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    add_plain_routes(app, metrics)
 
     def ready_service() -> ModelService:
         if not service.ready.is_set():
@@ -239,10 +260,6 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
         # straight to JSON: FastAPI's encoder would visit each of the vectors' floats in Python
         return JSONResponse({"embeddings": vectors, "tokens_dropped": dropped})
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
     @app.get("/readyz")
     async def readyz() -> dict:
         ready_service()
@@ -251,14 +268,6 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
     @app.get("/info")
     async def info() -> dict:
         return ready_service().info()
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return resources.files("bertkit.serving").joinpath("page.html").read_text(encoding="utf-8")
 
     return app
 
