@@ -16,7 +16,7 @@ from bertkit.data.batching import Batch
 from bertkit.device import Precision
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
-from bertkit.train.step import LinearSchedule, TrainingStep, parameter_groups
+from bertkit.training.step import LinearSchedule, TrainingStep, parameter_groups
 
 # Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
 GPU_BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bertkit.export import export_onnx
 from bertkit.inference import RUNTIMES, load
-from bertkit.train.report import scalars
+from bertkit.training.report import scalars
 
 
 def runtimes_side_by_side(model_dir: Path, data: Path, work_dir: Path, repeats: int = 3) -> dict:

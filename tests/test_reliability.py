@@ -20,7 +20,7 @@ from bertkit import UserError
 from bertkit.io import atomic_directory, recover, to_json
 from bertkit.run import run as train
 from bertkit.run_config import RunConfig
-from bertkit.train.checkpoint import latest_checkpoint
+from bertkit.training.checkpoint import latest_checkpoint
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

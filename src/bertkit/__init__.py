@@ -21,9 +21,29 @@ __all__ = [
     "BertModel",
     "Encoding",
     "ModelConfig",
+    "RunConfig",
+    "RunResult",
     "Tokenizer",
     "TrainConfig",
     "UserError",
+    "evaluate",
     "load",
     "pick_device",
+    "pretrain",
+    "train",
 ]
+
+# The training API loads the trainer (and its plotting) only when it is asked for: `import bertkit` stays light
+# for serving and prediction.
+_TRAINING = {
+    "RunConfig": "bertkit.run_config",
+    **dict.fromkeys(("RunResult", "evaluate", "pretrain", "train"), "bertkit.api"),
+}
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAINING[name]), name)
+    raise AttributeError(f"module 'bertkit' has no attribute {name!r}")

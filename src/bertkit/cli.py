@@ -26,29 +26,16 @@ PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the 
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bertkit.run import run, run_seeds
-    from bertkit.run_config import RunConfig
-    from bertkit.tasks import TASKS
+    from bertkit.api import run_command
 
-    # `bertkit pretrain` is `bertkit train` with the task that claims it, unless the config names a task
-    runs = [name for name, task in TASKS.items() if args.command in task.commands]
-    config = RunConfig.from_json(args.config, args.set, None if args.command == "train" else {"task": runs[0]})
-    if config.task not in runs:
-        raise UserError(f"{args.config}: task {config.task!r}; `bertkit {args.command}` runs task {', '.join(runs)}")
-    if args.resume and args.overwrite:
-        raise UserError("--resume continues the run in output_dir, --overwrite replaces it: give one of them")
-    if args.seeds > 1 and args.resume:
-        raise UserError("--resume continues one run; resume each seed's run (output_dir/seed-N) on its own")
+    done = run_command(args.command, args.config, args.set, args.resume, args.overwrite, args.seeds)
     if args.seeds > 1:
-        summary = run_seeds(config, args.seeds, args.overwrite)
-        for key, value in summary.items():
+        for key, value in done.results.items():
             if key.startswith(("test_", "dev_")) or key == "train_tokens_per_s":
                 each = ", ".join(f"{v:.4f}" for v in value["values"])
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
-        return
-    results = run(config, resume=args.resume, overwrite=args.overwrite)
-    if results:  # rank 0's alone under torchrun
-        print(to_json(results, indent=1) + f"\nmodel: {Path(config.output_dir) / 'model'}")
+    elif done.results:  # rank 0's alone under torchrun
+        print(to_json(done.results, indent=1) + f"\nmodel: {done.model_dir}")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
@@ -91,13 +78,12 @@ def cmd_scrub(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from bertkit.inference import load
-    from bertkit.train.report import scalars
+    from bertkit.api import evaluate
+    from bertkit.training.report import scalars
 
     if args.output:
         check_writable(args.output)
-    predictor = load(args.model, args.device, args.precision, args.runtime)
-    metrics = predictor.evaluate_rows(predictor.read(args.data, with_targets=True))
+    metrics = evaluate(args.model, args.data, args.device, args.precision, args.runtime)
     if args.output:
         write_atomic(args.output, to_json(metrics, indent=1, ensure_ascii=False))
     print(to_json(scalars(metrics), indent=1))

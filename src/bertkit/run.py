@@ -33,9 +33,9 @@ from bertkit.sections import read_json
 from bertkit.tasks import TASKS
 from bertkit.tasks.base import Task
 from bertkit.tokenizer import Tokenizer
-from bertkit.train.distributed import Processes
-from bertkit.train.report import scalars, write_confusion_matrix
-from bertkit.train.trainer import Trainer
+from bertkit.training.distributed import Processes
+from bertkit.training.report import scalars, write_confusion_matrix
+from bertkit.training.trainer import Trainer
 
 log = logging.getLogger("bertkit")
 
@@ -157,7 +157,7 @@ def claim_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
 
 def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Train as `config` says; returns the scalar results (dev and test metrics of the best model, speed).
-    Under torchrun every process trains its share (`train/distributed.py`); rank 0 evaluates the best model
+    Under torchrun every process trains its share (`training/distributed.py`); rank 0 evaluates the best model
     and writes, and the others return nothing (an empty dict). A directory that holds a run is refused
     unless the run resumes (with the same settings) or `overwrite` replaces it."""
     check_before_work(config)

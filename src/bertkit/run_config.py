@@ -3,6 +3,7 @@ typed here, where the run is assembled, by the task registry."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -13,7 +14,7 @@ from typing import Any
 
 from bertkit.config import DataConfig, TrainConfig
 from bertkit.errors import UserError
-from bertkit.sections import apply_override, build_section, read_json, section_of, setting, where_from
+from bertkit.sections import apply_override, build_section, read_json, section_of, set_value, setting, where_from
 from bertkit.tasks import TASKS
 
 # Keys of earlier run configs and where they live now: in the section of the task that reads them.
@@ -97,18 +98,35 @@ class RunConfig:
 
     @classmethod
     def from_json(
-        cls,
-        path: str | Path,
-        overrides: Sequence[str] = (),
-        defaults: dict[str, Any] | None = None,
-        task_settings: dict[str, type] | None = None,
+        cls, path: str | Path, overrides: Sequence[str] = (), defaults: dict[str, Any] | None = None
     ) -> RunConfig:
         """The config of a JSON file, after `overrides` (`--set key=value`); `defaults` fill absent keys."""
-        data = {**(defaults or {}), **read_json(path)}
-        for assignment in overrides:
-            apply_override(data, assignment)
-        set_keys = {assignment.partition("=")[0] for assignment in overrides}
-        return cls.from_dict(data, str(path), task_settings, set_keys)
+        return cls.load(path, overrides, defaults)
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path | dict[str, Any] | RunConfig,
+        overrides: Sequence[str] | typing.Mapping[str, Any] = (),
+        defaults: dict[str, Any] | None = None,
+    ) -> RunConfig:
+        """A config from a JSON file, a dict or a RunConfig, after `overrides`: `--set` assignments
+        (`["train.lr=3e-5"]`) or a dict of keys to values (`{"train.lr": 3e-5}`); `defaults` fill absent keys."""
+        if isinstance(source, RunConfig):
+            data, where = source.to_dict(), "config"
+        elif isinstance(source, dict):
+            data, where = copy.deepcopy(source), "config"
+        else:
+            data, where = read_json(source), str(source)
+        data = {**(defaults or {}), **data}
+        if isinstance(overrides, typing.Mapping):
+            for key, value in overrides.items():
+                set_value(data, key, value, f"overrides[{key!r}]")
+        else:
+            for assignment in overrides:
+                apply_override(data, assignment)
+        set_keys = {key.partition("=")[0] for key in overrides}
+        return cls.from_dict(data, where, None, set_keys)
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}

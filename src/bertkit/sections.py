@@ -122,6 +122,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
+    set_value(data, key, value, f"--set {assignment!r}")
+
+
+def set_value(data: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set `key` or `section.key` of a config's data to `value`; a section given as a file path is read first."""
     *sections, last = key.split(".")
     target = data
     for section in sections:
@@ -129,5 +134,5 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             target[section] = read_json(target[section])
         target = target.setdefault(section, {})
         if not isinstance(target, dict):
-            raise UserError(f"--set {assignment!r}: {section!r} is not a section")
+            raise UserError(f"{where}: {section!r} is not a section")
     target[last] = value

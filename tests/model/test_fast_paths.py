@@ -14,8 +14,8 @@ from conftest import MANY_LENGTHS, random_batch
 from bertkit import BertModel
 from bertkit.model.bert import Encoder, set_unpad
 from bertkit.model.dropout import dropout
-from bertkit.train.step import parameter_groups
-from bertkit.train.step_techniques import Gradients, LowPrecisionEncoder
+from bertkit.training.step import parameter_groups
+from bertkit.training.step_techniques import Gradients, LowPrecisionEncoder
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.97])

@@ -237,7 +237,7 @@ def test_the_library_and_prediction_import_neither_matplotlib_nor_the_trainer(tm
     script = (
         "import sys, bertkit\n"
         f"print(bertkit.load({str(Path(setup['output_dir']) / 'model')!r}).predict(['a great film'])[0]['label'])\n"
-        "heavy = ('matplotlib', 'bertkit.train.trainer', 'bertkit.run')\n"
+        "heavy = ('matplotlib', 'bertkit.training.trainer', 'bertkit.run')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

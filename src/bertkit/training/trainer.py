@@ -28,10 +28,10 @@ from bertkit.io import recover, remove_leftovers
 from bertkit.model.bert import set_unpad
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
-from bertkit.train.checkpoint import Progress, latest_checkpoint, read_checkpoint, save_checkpoint
-from bertkit.train.distributed import Processes
-from bertkit.train.report import MetricsLog, plot_curves, scalars
-from bertkit.train.step import NonFiniteStep, StepResult, TrainingStep
+from bertkit.training.checkpoint import Progress, latest_checkpoint, read_checkpoint, save_checkpoint
+from bertkit.training.distributed import Processes
+from bertkit.training.report import MetricsLog, plot_curves, scalars
+from bertkit.training.step import NonFiniteStep, StepResult, TrainingStep
 
 log = logging.getLogger("bertkit")
 TIMING_STEPS = 10  # steps timed before a time budget's steps are planned

@@ -15,7 +15,7 @@ from tiny import make_setup, make_tag_setup
 
 from bertkit.run import run as train
 from bertkit.run_config import RunConfig
-from bertkit.train.distributed import Processes
+from bertkit.training.distributed import Processes
 
 STEPS = 20
 

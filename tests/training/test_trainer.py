@@ -66,7 +66,7 @@ def test_a_time_budget_fits_the_schedule_so_the_learning_rate_ends_decayed(tmp_p
             self.now += 0.025  # a step is timed between two readings
             return self.now
 
-    monkeypatch.setattr("bertkit.train.trainer.time", Clock())
+    monkeypatch.setattr("bertkit.training.trainer.time", Clock())
     setup = make_setup(tmp_path)
     setup["train"].update(n_epochs=50, max_minutes=0.05, save_steps=100_000, precision="fp32")
     results = train(RunConfig.from_dict(setup))

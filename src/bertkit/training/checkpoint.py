@@ -19,7 +19,7 @@ from torch import nn
 
 from bertkit.errors import UserError
 from bertkit.io import atomic_directory
-from bertkit.train.distributed import Processes
+from bertkit.training.distributed import Processes
 
 WEIGHTS = "model.safetensors"
 STATE = "trainer_state.pt"

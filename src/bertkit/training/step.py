@@ -21,8 +21,8 @@ from bertkit.config import TrainConfig
 from bertkit.data.batching import Batch
 from bertkit.device import Precision
 from bertkit.tasks.base import Outputs, Task
-from bertkit.train.distributed import Processes
-from bertkit.train.step_techniques import StepTechniques
+from bertkit.training.distributed import Processes
+from bertkit.training.step_techniques import StepTechniques
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
