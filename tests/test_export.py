@@ -76,3 +76,11 @@ def test_predict_evaluate_and_serve_run_the_exported_graph(tmp_path):
     with served(tmp_path / "onnx", "--runtime", "onnx") as server:
         answer = httpx.post(server.url + "/predict", json={"inputs": "anna smith and paris"}).json()
         assert [e["type"] for e in answer["predictions"][0]["entities"]] == ["PER", "LOC"]
+
+
+def test_quantizing_prints_only_what_it_checked(classifier_dir, tmp_path):
+    result = run_cli("export", str(classifier_dir), "--out", str(tmp_path / "onnx"), "--quantize", "int8", process=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "bertkit: running on cpu\n"
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and "model.int8.onnx: largest difference" in lines[-1], lines

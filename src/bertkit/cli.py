@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -20,6 +21,7 @@ from bertkit.inference import RUNTIMES
 from bertkit.io import check_writable, make_directory, to_json, write_atomic
 from bertkit.score_command import add_score_parser
 from bertkit.serving.command import add_serve_parser
+from bertkit.tasks import TASKS
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
 PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
@@ -36,6 +38,26 @@ def cmd_train(args: argparse.Namespace) -> None:
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
     elif done.results:  # rank 0's alone under torchrun
         print(to_json(done.results, indent=1) + f"\nmodel: {done.model_dir}")
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from bertkit.starter import describe_tasks
+
+    print(describe_tasks())
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from bertkit.starter import starter_config
+
+    out = args.out or Path(f"{args.task}.json")
+    if out.exists():
+        raise UserError(f"{out}: already exists; name another file with --out")
+    config, notes = starter_config(args.task, args.data)
+    check_writable(out)
+    write_atomic(out, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    for note in notes:
+        print(note)
+    print(f"{out}: a {args.task} config; train it with `bertkit train {out}`")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
@@ -94,14 +116,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     check_writable(args.output)
     predictor = load(args.model, args.device, args.precision, args.runtime)
-    rows = predictor.read(args.input, with_targets=False)
+    task = predictor.task
+    if args.format not in task.prediction_formats:
+        raise UserError(f"--format {args.format}: a {task.name} model writes {', '.join(task.prediction_formats)}")
+    rows = task.read_columns(args.input, args.columns) if args.columns else task.read(args.input, False)
     predictions = predictor.predict_rows(rows)
-    lines = [
-        json.dumps({"line": row.line, **prediction}, ensure_ascii=False) + "\n"
-        for row, prediction in zip(rows, predictions, strict=True)
-    ]
-    write_atomic(args.output, "".join(lines))
-    print(f"{len(lines)} predictions written to {args.output}")
+    if args.format == "jsonl":
+        text = "".join(
+            json.dumps({"line": row.line, **prediction}, ensure_ascii=False) + "\n"
+            for row, prediction in zip(rows, predictions, strict=True)
+        )
+    else:
+        text = task.format_predictions(predictions, rows, args.format)
+    write_atomic(args.output, text)
+    print(f"{len(predictions)} predictions written to {args.output}")
     for name, text in predictor.task.output_files(predictions).items():
         write_atomic(args.output.parent / name, text)
         print(f"{args.output.parent / name}")
@@ -298,8 +326,19 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--output", type=file_path, help="write all metrics (per class, confusion matrix) here")
     evaluate.set_defaults(run=cmd_evaluate)
-    predict = model_command(commands, "predict", "label a file with a saved model", "--input", "the text column(s)")
+    predict = model_command(
+        commands,
+        "predict",
+        "label a file with a saved model",
+        "--input",
+        "the text column(s), or .txt (a text a line),",
+    )
     predict.add_argument("--output", type=file_path, required=True, help="JSONL: line, label, probabilities")
+    predict.add_argument(
+        "--format", choices=("jsonl", "conll"), default="jsonl", help="conll (tag): a word and its tag a line"
+    )
+    predict.add_argument("--column", dest="columns", action="append", help="the input's column (repeat for pairs)")
+    predict.add_argument("--columns", dest="columns", nargs="+", help="the input columns, in the model's order")
     predict.set_defaults(run=cmd_predict)
 
     embed = embedding_command(commands, "embed", "embed texts with a sentence-embedding model into a .npy matrix")
@@ -317,12 +356,26 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
     search.set_defaults(run=cmd_search)
 
 
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("bertkit")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="bertkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("--version", action="version", version=f"bertkit {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     add_training_parsers(commands)
+    commands.add_parser("tasks", help="the tasks: what each does, reads and gives").set_defaults(run=cmd_tasks)
+    init = commands.add_parser("init", help="write a config to start a task from, with the data file's columns")
+    init.add_argument("task", choices=list(TASKS), help="the task")
+    init.add_argument("--data", type=file_path, help="the training file, whose columns fill in the config")
+    init.add_argument("--out", type=file_path, help="the config to write (default: TASK.json here)")
+    init.set_defaults(run=cmd_init)
     add_text_parsers(commands)
     add_model_parsers(commands)
     add_serve_parser(commands)

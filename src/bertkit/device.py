@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from bertkit.errors import UserError
+from bertkit.io import write_atomic
 
 log = logging.getLogger("bertkit")
 # bf16 autocast slows a training step down on CPUs whose bf16 matmuls are slower than fp32 ones and speeds it
@@ -56,11 +61,48 @@ def best_of(repeats: int, run: Callable[[], object]) -> float:
     return min(times)
 
 
+def cpu_model() -> str:
+    """The CPU's model name, as the kernel reports it (else the platform's word for it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_dir() -> Path:
+    """Where bertkit keeps what it measured of this machine: $BERTKIT_CACHE, else $XDG_CACHE_HOME/bertkit, else
+    ~/.cache/bertkit."""
+    if folder := os.environ.get("BERTKIT_CACHE"):
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bertkit"
+
+
 @functools.cache
 def cpu_bf16_speedup() -> float:
-    """How many times faster a bf16 matmul of feed-forward shape runs than an fp32 one on this CPU, timed once.
-    CPU flags cannot predict it: AMX tiles and AMD Zen 4's AVX-512 BF16 dot products are faster than fp32, but
-    Intel CPUs that report AVX-512 BF16 without AMX run bf16 slower than fp32."""
+    """How many times faster a bf16 matmul of feed-forward shape runs than an fp32 one on this CPU: timed once
+    per CPU model and torch version, and kept in the cache folder (`cache_dir()`). CPU flags cannot predict
+    it: AMX tiles and AMD Zen 4's AVX-512 BF16 dot products are faster than fp32, but Intel CPUs that report
+    AVX-512 BF16 without AMX run bf16 slower than fp32."""
+    key = f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    path = cache_dir() / "cpu_bf16_speedup.json"
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    speedup = known.get(key) if isinstance(known, dict) else None
+    if not isinstance(speedup, float) or not speedup > 0:
+        speedup = _time_bf16_speedup()
+        with contextlib.suppress(OSError, UserError):  # a read-only home: time it again next run
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps({**(known if isinstance(known, dict) else {}), key: speedup}, indent=1))
+    log.debug("bertkit: bf16 matmuls run %.2fx as fast as fp32 on this CPU (%s)", speedup, key)
+    return speedup
+
+
+def _time_bf16_speedup() -> float:
     generator = torch.Generator().manual_seed(0)  # not the global one, whose stream a run's dropout draws from
     a, b = torch.randn(512, 384, generator=generator), torch.randn(384, 1536, generator=generator)
     seconds = {}
@@ -68,9 +110,7 @@ def cpu_bf16_speedup() -> float:
         x, y = a.to(dtype), b.to(dtype)
         x @ y  # the first call builds the kernel
         seconds[dtype] = best_of(5, lambda x=x, y=y: x @ y)
-    speedup = seconds[torch.float32] / seconds[torch.bfloat16]
-    log.info("bertkit: bf16 matmuls run %.2fx as fast as fp32 on this CPU", speedup)
-    return speedup
+    return seconds[torch.float32] / seconds[torch.bfloat16]
 
 
 def cpu_prefers_bf16() -> bool:

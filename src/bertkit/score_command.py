@@ -23,6 +23,12 @@ def cmd_score_tag(args: argparse.Namespace) -> None:
     gold, predicted = read_conll(args.gold, -1), read_conll(args.predicted, -1)
     if len(gold) != len(predicted):
         raise UserError(f"{args.predicted}: {len(predicted)} sentences, {args.gold} has {len(gold)}")
+    seen = entities.detect_scheme([row["tags"] for row in gold])
+    if args.scheme is not None and args.scheme != seen:
+        tags = sorted({tag for row in gold for tag in row["tags"]})
+        shown = ", ".join(tags[:8]) + (f" and {len(tags) - 8} more" if len(tags) > 8 else "")
+        raise UserError(f"{args.gold}: the tags ({shown}) are {seen}, not {args.scheme}; give --scheme {seen}")
+    args.scheme = seen
     counts = entities.EntityCounts(args.mode, args.scheme)
     for g, p in zip(gold, predicted, strict=True):
         if g["tokens"] != p["tokens"]:
@@ -82,7 +88,7 @@ def add_score_parser(commands: argparse._SubParsersAction) -> None:
         "--mode", choices=("lenient", "strict"), default="lenient", help="lenient: as conlleval reads tags"
     )
     tag_score.add_argument(
-        "--scheme", choices=("IOB1", "IOB2", "BIOES"), default="IOB2", help="the scheme of strict mode"
+        "--scheme", choices=("IOB1", "IOB2", "BIOES"), help="the gold tags' scheme, for strict mode (default: as seen)"
     )
     tag_score.set_defaults(run=cmd_score_tag)
     qa_score = scores.add_parser("qa", help="exact match and F1 of answers, as the official SQuAD scripts score")

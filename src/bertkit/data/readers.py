@@ -156,6 +156,19 @@ class _ValueCheck:
             raise UserError(f"{where} holds a {kind}, but line {first_line} a {first_kind}: mixed JSON types")
 
 
+def columns_of(path: str | Path) -> list[str] | None:
+    """The columns of a table file: a TSV or CSV header, or the keys of a JSONL file's first object; None for
+    a file of another kind."""
+    path = existing_file(path)
+    if path.suffix.lower() not in FORMATS or path.suffix.lower() in (".txt", ".json"):
+        return None
+    if _format_of(path) == "jsonl":
+        return list(next(jsonl_records(path), (0, {}))[1])
+    delimiter, quoting = ("\t", csv.QUOTE_NONE) if _format_of(path) == "tsv" else (",", csv.QUOTE_MINIMAL)
+    lines = io.StringIO(read_text(path), newline="")
+    return next(csv.reader(lines, delimiter=delimiter, quoting=quoting), [])
+
+
 def read_table(
     path: str | Path, columns: Sequence[str], text_columns: Sequence[str] = (), list_columns: Sequence[str] = ()
 ) -> list[Row]:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, epoch_batches, lengths_of, pad_encodings
-from bertkit.data.readers import Row, read_table
+from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tokenizer import Tokenizer
@@ -75,6 +75,13 @@ class Task(ABC):
     # how the served page shows a prediction: "labels" (probability bars, or a value), "entities" (marked
     # in the text), "answer" (a span of the context) or "similarity" (one bar)
     widget: ClassVar[str] = "labels"
+    # what `bertkit tasks` says of it, and the columns `bertkit init` looks for (settings key -> likely names)
+    summary: ClassVar[str] = ""
+    reads: ClassVar[str] = ""
+    gives: ClassVar[str] = ""
+    column_guesses: ClassVar[dict[str, tuple[str, ...]]] = {}
+    starter_max_len: ClassVar[int] = 128  # the `max_len` that `bertkit init` writes
+    prediction_formats: ClassVar[tuple[str, ...]] = ("jsonl",)  # what `bertkit predict --format` may write
 
     def __init__(self, settings: Any, tokenizer: Tokenizer, model_source: Path, max_len: int) -> None:
         self.settings = settings
@@ -107,6 +114,11 @@ class Task(ABC):
         return [column for column in self.input_columns if column in self.list_columns]
 
     @classmethod
+    def starter_settings(cls, data_file: str) -> dict[str, Any]:
+        """The section `bertkit init` writes for a task that takes its data in its own section."""
+        return {}
+
+    @classmethod
     def recognise(cls, directory: Path, tokenizer: Tokenizer) -> Task | None:
         """This task for a model directory saved by another library (no task file), or None if it is not one."""
         return None
@@ -122,9 +134,36 @@ class Task(ABC):
         return [[n] for n in self.tokenizer.lengths(first, second[0] if second else None)]
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
-        """Rows of a file to score (`with_targets`) or to label."""
+        """Rows of a file to score (`with_targets`) or to label; to label, a .txt file is a text a line."""
+        if not with_targets and Path(path).suffix.lower() == ".txt":
+            return self.read_lines(path)
         columns = self.input_columns + (self.target_columns if with_targets else [])
         return read_table(path, columns, self.input_columns, self.list_columns)
+
+    def read_lines(self, path: str | Path) -> list[Row]:
+        """Texts to label, a line each, for a task of one text input."""
+        if len(self.input_columns) != 1 or self.list_inputs:
+            inputs = ", ".join(self.input_columns)
+            raise UserError(f"{path}: a .txt file holds a text a line, but a {self.name} model takes {inputs}")
+        return [Row(row.source, row.line, {self.input_columns[0]: row["text"]}) for row in read_lines(path)]
+
+    def read_columns(self, path: str | Path, columns: Sequence[str]) -> list[Row]:
+        """Rows to label from a file whose columns `columns` hold the inputs, in the order of `input_columns`."""
+        if len(columns) != len(self.input_columns):
+            inputs = ", ".join(self.input_columns)
+            raise UserError(
+                f"--columns: a {self.name} model takes {len(self.input_columns)} ({inputs}), got {len(columns)}"
+            )
+        if Path(path).suffix.lower() == ".txt":
+            raise UserError(f"{path}: a .txt file has no columns (a text a line); leave out --columns")
+        own = dict(zip(columns, self.input_columns, strict=True))
+        lists = [given for given in columns if own[given] in self.list_inputs]
+        rows = read_table(path, columns, [given for given in columns if given not in lists], lists)
+        return [Row(row.source, row.line, {own[given]: row[given] for given in columns}) for row in rows]
+
+    def format_predictions(self, predictions: Sequence[dict], rows: Sequence[Row], kind: str) -> str:
+        """Predictions in a format of `prediction_formats` other than JSONL (which the caller writes)."""
+        raise UserError(f"a {self.name} model writes predictions as {', '.join(self.prediction_formats)}")
 
     @abstractmethod
     def encode(self, rows: Sequence[Row], with_targets: bool = True) -> list[Any]:

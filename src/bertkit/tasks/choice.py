@@ -83,6 +83,14 @@ class ChoiceTask(TableTask):
     onnx_outputs = ("logits",)
     pipeline_tag = "multiple-choice"
     transformers_class = "AutoModelForMultipleChoice"
+    summary = "multiple choice: which of N endings follows a context (SWAG)"
+    reads = "JSONL: a context, its endings (a list) and the right ending's index"
+    gives = "per row: the chosen ending and each ending's probability"
+    column_guesses = {
+        "context": ("context", "sent1", "question", "startphrase"),
+        "endings": ("endings", "choices", "options"),
+        "label": ("label", "answer", "gold"),
+    }
 
     @property
     def input_columns(self) -> list[str]:

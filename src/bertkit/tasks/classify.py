@@ -55,6 +55,13 @@ class ClassificationTask(TableTask):
     onnx_outputs = ("logits",)
     pipeline_tag = "text-classification"
     transformers_class = "AutoModelForSequenceClassification"
+    summary = "label a text: one class, several (multi-label) or a number (regression)"
+    reads = "TSV, CSV or JSONL: a text column and a label column"
+    gives = "per text: the label and each label's probability (or the value)"
+    column_guesses = {
+        "text": ("text", "sentence", "review", "document", "content", "body", "title"),
+        "label": ("label", "labels", "class", "category", "target", "topic", "sentiment"),
+    }
     labels: list[str] | None = None  # learnt from the training rows (None for regression)
 
     @property

@@ -96,6 +96,14 @@ class EmbedTask(TableTask):
     pipeline_tag = "sentence-similarity"
     embeds = True
     widget = "similarity"
+    summary = "sentence embeddings: one vector per text, compared by cosine"
+    reads = "TSV, CSV or JSONL: two text columns and a score (or label) column"
+    gives = "per text a vector (`bertkit embed`), per pair their cosine similarity"
+    column_guesses = {
+        "text_a": ("sentence1", "text_a", "anchor", "query", "question1", "text1"),
+        "text_b": ("sentence2", "text_b", "positive", "document", "question2", "text2"),
+        "score": ("score", "similarity", "label"),
+    }
     labels: list[str] | None = None  # for `softmax`: learnt from the training pairs
 
     @property

@@ -34,6 +34,14 @@ class PairSettings:
 class PairTask(ClassificationTask):
     name = "pair"
     settings_type = PairSettings
+    summary = "label a pair of texts (NLI, paraphrase) or score it (similarity)"
+    reads = "TSV, CSV or JSONL: two text columns and a label column"
+    gives = "per pair: the label and each label's probability (or the value)"
+    column_guesses = {
+        "text_a": ("sentence1", "text_a", "premise", "question1", "question", "sentence_a", "text1"),
+        "text_b": ("sentence2", "text_b", "hypothesis", "question2", "sentence", "sentence_b", "text2"),
+        "label": ("label", "labels", "class", "category", "target", "topic", "sentiment"),
+    }
 
     @property
     def input_columns(self) -> list[str]:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -124,6 +124,9 @@ class PretrainTask(Task):
     transformers_class = "AutoModelForPreTraining"
     reads_training_file = False  # its corpus is its section's `files`
     commands = ("train", "pretrain")
+    summary = "pretrain: masked-LM and next-sentence prediction, or ELECTRA"
+    reads = "text files: a sentence a line and a blank line between documents, or a document a line"
+    gives = "an encoder to fine-tune; per masked text the likeliest tokens"
     # Dev loss picks the best model: on the early unigram plateau every evaluation ties on MLM accuracy.
     main_metric = "loss"
     higher_is_better = False
@@ -236,6 +239,10 @@ class PretrainTask(Task):
 
     def metrics(self) -> PretrainMetrics:
         return PretrainMetrics(self.settings.nsp, self.settings.discriminator_weight if self.electra else None)
+
+    @classmethod
+    def starter_settings(cls, data_file: str) -> dict[str, Any]:
+        return {"files": [data_file]}
 
     @property
     def input_columns(self) -> list[str]:

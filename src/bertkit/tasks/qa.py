@@ -115,6 +115,10 @@ class QATask(TableTask):
     onnx_outputs = ("start_logits", "end_logits")
     pipeline_tag = "question-answering"
     widget = "answer"
+    starter_max_len = 384  # a question and a window of its passage, as BERT's SQuAD runs
+    summary = "answer a question with a span of its passage (SQuAD v1.1 and v2.0)"
+    reads = "SQuAD JSON, or JSONL: question, context and answers"
+    gives = "per question: the answer, its character span and probability, and the null odds"
     transformers_class = "AutoModelForQuestionAnswering"
     windowed = True
     main_metric = "f1"
@@ -130,6 +134,9 @@ class QATask(TableTask):
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         return read_questions(path, with_targets)
+
+    def read_columns(self, path: str | Path, columns: Sequence[str]) -> list[Row]:
+        raise UserError(f"--columns: a {self.name} model reads SQuAD JSON or JSONL, whose fields are fixed")
 
     def prepare(self, train_rows: Sequence[Row]) -> None:
         version = self.settings.version

@@ -86,6 +86,11 @@ class TagTask(TableTask):
     onnx_outputs = ("logits",)
     pipeline_tag = "token-classification"
     widget = "entities"
+    summary = "tag each word (named entities) and gather the entities"
+    reads = "CoNLL (a word a line, the tag last) or JSONL (tokens, tags); raw text to label"
+    gives = "per sentence: each word's tag, and the entities with their character spans"
+    column_guesses = {"tokens": ("tokens", "words"), "tags": ("tags", "ner_tags", "labels")}
+    prediction_formats = ("jsonl", "conll")
     transformers_class = "AutoModelForTokenClassification"
     windowed = True
     main_metric = "f1"
@@ -101,7 +106,9 @@ class TagTask(TableTask):
 
     def read(self, path: str | Path, with_targets: bool) -> list[Row]:
         """CoNLL sentences by suffix (.conll, .bio, ...), else table rows with the words (and tags) as JSON
-        lists, or, to label, raw text."""
+        lists, or, to label, raw text (a .txt file: a text a line)."""
+        if not with_targets and Path(path).suffix.lower() == ".txt":
+            return self.read_lines(path)
         if Path(path).suffix.lower() in CONLL_SUFFIXES:
             rows = read_conll(path, self.settings.tag_column if with_targets else None)
             return [Row(r.source, r.line, self._renamed(r.fields)) for r in rows]
@@ -121,6 +128,15 @@ class TagTask(TableTask):
                     f"{row.where}: {kinds[1]!r}, but line {first.line} gives {kinds[0]!r}: one kind of input a file"
                 )
         return rows
+
+    def format_predictions(self, predictions: Sequence[dict], rows: Sequence[Row], kind: str) -> str:
+        """CoNLL: a word and its predicted tag a line, a blank line after each sentence, as `score tag` reads."""
+        if kind != "conll":
+            return super().format_predictions(predictions, rows, kind)
+        return "".join(
+            "".join(f"{word}\t{tag}\n" for word, tag in zip(p["words"], p["tags"], strict=True)) + "\n"
+            for p in predictions
+        )
 
     def _renamed(self, fields: dict) -> dict:
         """CoNLL fields under the configured names."""
