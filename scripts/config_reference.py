@@ -33,7 +33,7 @@ def rows(cls: type, skip: tuple[str, ...] = ()) -> list[str]:
         doc = field.metadata.get("doc")
         if not doc:
             raise SystemExit(f"{cls.__name__}.{field.name}: no doc (declare it with bertkit.sections.setting)")
-        default = "unset" if field.default is None else json.dumps(field.default)
+        default = "unset" if field.metadata["default"] is None else json.dumps(field.metadata["default"])
         lines.append(f"| `{field.name}` | {type_name(hints[field.name])} | `{default}` | {doc} |")
     return lines
 

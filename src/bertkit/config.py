@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ SHAPE_LIMITS = {
 }
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+REPORT_TO = ("tensorboard",)  # what `train.report_to` may name
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -187,10 +189,18 @@ class TrainConfig:
     fsdp: bool = setting(
         False, "under torchrun: shard weights, gradients and optimizer state (FSDP) rather than replicate them (DDP)"
     )
+    report_to: list = setting(
+        [], 'where else the logged metrics go: ["tensorboard"] writes event files in the run\'s tensorboard/'
+    )
 
     def validate(self, source: str = "config") -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"{source}: key 'precision' must be one of {PRECISIONS}, got {self.precision!r}")
+        for sink in self.report_to:
+            if sink not in REPORT_TO:
+                raise UserError(f"{source}: key 'report_to' may hold {', '.join(REPORT_TO)}, got {sink!r}")
+            if importlib.util.find_spec(sink) is None:
+                raise UserError(f"{source}: key 'report_to': {sink} is not installed (pip install 'bertkit[{sink}]')")
         for key in (
             "batch_size",
             "n_epochs",

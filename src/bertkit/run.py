@@ -104,6 +104,7 @@ RESUME_FREE_KEYS = {
     "train.log_steps",
     "train.eval_batch_size",
     "train.keep_checkpoints",
+    "train.report_to",
 }
 
 

@@ -18,7 +18,9 @@ from bertkit.errors import UserError
 def setting(default: Any, doc: str) -> Any:
     """A config key: its default, and what it means (its bounds, and its meaning at 0), for the reference
     (`docs/config.md`, made from these by scripts/config_reference.py)."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
+    if isinstance(default, list):  # a fresh list for each config
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"doc": doc, "default": default})
+    return dataclasses.field(default=default, metadata={"doc": doc, "default": default})
 
 
 def _check_type(value: Any, annotation: Any, key: str, source: str) -> Any:

@@ -4,6 +4,7 @@ confusion matrix as PNG."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -24,10 +25,19 @@ class MetricsLog:
     """Append-only JSON lines; on resume, lines past the checkpoint's step are dropped (they are redone).
     With `write` off (processes other than rank 0) it writes nothing."""
 
-    def __init__(self, path: Path, resume_step: int | None = None, write: bool = True) -> None:
+    def __init__(
+        self, path: Path, resume_step: int | None = None, write: bool = True, report_to: Sequence[str] = ()
+    ) -> None:
         self.path, self.writing = path, write
+        self.tensorboard = None
         if not write:
             return
+        if "tensorboard" in report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # a resumed run drops the events past its checkpoint, as it drops those lines
+            purge = None if resume_step is None else resume_step + 1
+            self.tensorboard = SummaryWriter(str(path.parent / "tensorboard"), purge_step=purge)
         if resume_step is None:
             write_atomic(path, "")
         elif path.exists():
@@ -43,6 +53,11 @@ class MetricsLog:
             return
         with self.path.open("a", encoding="utf-8") as out:
             out.write(to_json(scalars(record)) + "\n")
+        if self.tensorboard is not None:
+            for name, value in scalars(record).items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(f"{record['kind']}/{name}", value, record["step"])
+            self.tensorboard.flush()
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line]

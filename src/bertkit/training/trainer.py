@@ -140,7 +140,10 @@ class Trainer:
             checkpoint.restore(self.model, step.optimizer, step.scheduler, step.scaler, self.processes)
             total_steps = min(total_steps, progress.planned_steps or total_steps)  # the schedule holds it too
         metrics_log = MetricsLog(
-            self.run_dir / "metrics.jsonl", progress.step if checkpoint else None, write=self.processes.main
+            self.run_dir / "metrics.jsonl",
+            progress.step if checkpoint else None,
+            write=self.processes.main,
+            report_to=config.report_to,
         )
         # Redraw rarely when stderr is a log file rather than a terminal.
         bar = tqdm(
