@@ -40,6 +40,7 @@ def hub_cache(tmp_path_factory) -> tuple[Path, Path]:
     shutil.copytree(model_dir, repo / "snapshots" / "0123abcd")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd")
+    shutil.copytree(repo, root / "cache" / "models--tiny")  # an id without an organisation
     return model_dir, root / "cache"
 
 
@@ -48,12 +49,38 @@ def offline(cache: Path, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_the_model_card_holds_the_runs_metrics(hub_cache):
+def test_the_model_card_holds_the_runs_data_metrics_and_config(hub_cache):
     model_dir, _ = hub_cache
     card = (model_dir / "README.md").read_text()
     results = json.loads((model_dir.parent / "results.json").read_text())
     assert "pipeline_tag: text-classification" in card and f"| test_accuracy | {results['test_accuracy']:.4f} |" in card
-    assert 'bertkit.load("ORG/NAME")' in card and "AutoModelForSequenceClassification" in card
+    assert f'bertkit.load("{model_dir}")' in card and "AutoModelForSequenceClassification" in card
+    config = json.loads((model_dir.parent / "run_config.json").read_text())
+    assert f"- train: `{config['data']['train']}`, 256 rows\n- dev: `{config['data']['dev']}`, 64 rows" in card
+    assert json.dumps(config, indent=1) in card and "bertkit train run_config.json" in card
+
+
+def test_the_card_counts_the_rows_a_run_kept(tmp_path):
+    setup = make_setup(tmp_path)
+    setup["data"]["train_rows"] = 100
+    setup["train"]["n_epochs"] = 1
+    run(RunConfig.from_dict(setup))
+    card = (Path(setup["output_dir"]) / "model" / "README.md").read_text()
+    assert f"- train: `{setup['data']['train']}`, 100 rows (the first 100: data.train_rows)" in card
+
+
+def test_an_id_without_an_organisation_loads_from_the_cache(hub_cache, tmp_path):
+    _, cache = hub_cache
+    texts = tmp_path / "t.tsv"
+    texts.write_text("text\nthe movie was good\n")
+    result = offline(cache, sys.executable, "-m", "bertkit", "predict", "tiny", "--input", str(texts),
+                     "--output", str(tmp_path / "p.jsonl"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    missing = offline(cache, sys.executable, "-m", "bertkit", "predict", "bert-base-uncased", "--input", str(texts),
+                      "--output", str(tmp_path / "p.jsonl"))  # fmt: skip
+    assert (
+        missing.returncode == 2 and "bert-base-uncased: no such directory, and not in the hub cache" in missing.stderr
+    )
 
 
 def test_a_hub_id_loads_from_the_cache_in_bertkit_and_transformers(hub_cache):
@@ -85,6 +112,8 @@ def test_push_names_the_card_and_uploads_the_directory(hub_cache, tmp_path, monk
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.update(kw))
     assert hub.push(model_dir, "me/tiny-sentiment") == "https://hf.co/me/tiny-sentiment"
     assert calls["repo_id"] == "me/tiny-sentiment" and Path(calls["folder_path"]) == model_dir
-    assert 'bertkit.load("me/tiny-sentiment")' in (model_dir / "README.md").read_text()
+    card = (model_dir / "README.md").read_text()
+    assert 'bertkit.load("me/tiny-sentiment")' in card and "# me/tiny-sentiment\n" in card
+    assert str(hub_cache[0]) not in card.partition("## Reproduce")[0]
     with pytest.raises(hub.UserError, match="not a hub repository id"):
         hub.push(model_dir, "no-slash")

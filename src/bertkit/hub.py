@@ -1,6 +1,7 @@
 """The Hugging Face hub: hub ids wherever a model directory is taken, model cards, and `bertkit push`.
 
-A hub id (`org/name`, optionally `@revision`) that is not a local path resolves through `huggingface_hub`,
+A hub id (`org/name`, or a name without an organisation as transformers takes it, optionally `@revision`)
+that is not a local path resolves through `huggingface_hub`,
 with its cache and its offline mode (`HF_HUB_OFFLINE=1`: the cache alone).
 """
 
@@ -15,26 +16,36 @@ from bertkit.errors import UserError
 from bertkit.tasks import TASKS
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+# an id without an organisation, as transformers resolves `bert-base-uncased`
+ID = re.compile(r"^(?!\.)(?!.*\.json$)[\w.-]+(/[\w.-]+)?(@[\w./-]+)?$")
 CARD = "README.md"
 
 
 def resolve(source: str | Path) -> Path:
     """A local path as it is; a hub id not on disk as its snapshot in the hub cache (downloaded when online)."""
     path = Path(source)
-    if path.exists() or not HUB_ID.match(str(source)):
+    if path.exists() or not ID.match(str(source)):
         return path
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     repo_id, _, revision = str(source).partition("@")
     try:
         return Path(snapshot_download(repo_id, revision=revision or None))
     except LocalEntryNotFoundError:
-        raise UserError(f"{source}: not in the hub cache, and the hub cannot be reached (offline)") from None
+        what = "" if "/" in repo_id else "no such directory, and "  # a bare name may be a mistyped folder
+        raise UserError(f"{source}: {what}not in the hub cache, and the hub cannot be reached (offline)") from None
     except RepositoryNotFoundError:
         raise UserError(f"{source}: no such model on the hub (or no access to it)") from None
     except HfHubHTTPError as err:
         raise UserError(f"{source}: the hub answered {err}") from None
+    except HFValidationError:
+        raise UserError(f"{source}: no such directory, and not a hub id") from None
 
 
 def model_directory(directory: str | Path) -> Path:
@@ -48,28 +59,33 @@ def model_directory(directory: str | Path) -> Path:
     return directory
 
 
-def model_card(task: str, base: str, data: dict, results: dict, repo_id: str = "ORG/NAME") -> str:
-    """A model card: what the model does, what it was trained on, its scores, and how to load it."""
+def model_card(config: dict, results: dict, used: dict[str, str], model_id: str) -> str:
+    """A model card: what the model does, the data it was trained on (rows, not just files), its scores, how
+    to load it (by `model_id`: its directory, and after `bertkit push` its hub id), and the config that
+    reproduces the run."""
+    task = config["task"]
+    base = config.get("model") or "sentence-transformers/all-MiniLM-L6-v2"
     scores = "\n".join(
         f"| {name} | {value:.4f} |"
         for name, value in results.items()
         if isinstance(value, float) and name.startswith(("dev_", "test_"))
     )
-    files = "\n".join(f"- {split}: `{path}`" for split, path in data.items() if path and split != "train_rows")
+    data = "\n".join(f"- {split}: {what}" for split, what in used.items())
     transformers_class = TASKS[task].transformers_class
+    run_config = json.dumps(config, indent=1, ensure_ascii=False)
     return f"""---
 library_name: bertkit
 pipeline_tag: {TASKS[task].pipeline_tag}
 tags: [bertkit, bert, {task}]
 ---
 
-# {repo_id}
+# {model_id}
 
-A `{task}` model fine-tuned with [bertkit](https://pypi.org/project/bertkit/) from `{base}`.
+A `{task}` model trained with [bertkit](https://pypi.org/project/bertkit/) from `{base}`.
 
 ## Data
 
-{files or "(not recorded)"}
+{data or "(not recorded)"}
 
 ## Results
 
@@ -81,31 +97,38 @@ A `{task}` model fine-tuned with [bertkit](https://pypi.org/project/bertkit/) fr
 
 ```python
 import bertkit
-model = bertkit.load("{repo_id}")
+model = bertkit.load("{model_id}")
 ```
 
 ```
-bertkit predict {repo_id} --input texts.tsv --output predictions.jsonl
+bertkit predict {model_id} --input texts.tsv --output predictions.jsonl
 ```
 
 The weights and config load in `transformers` as well:
 
 ```python
 from transformers import {transformers_class}, AutoTokenizer
-model = {transformers_class}.from_pretrained("{repo_id}")
-tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+model = {transformers_class}.from_pretrained("{model_id}")
+tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+```
+
+## Reproduce
+
+With this config as `run_config.json` (the run directory holds it) and its data files in place:
+`bertkit train run_config.json`.
+
+```json
+{run_config}
 ```
 """
 
 
-def write_model_card(run_dir: Path, results: dict) -> None:
+def write_model_card(run_dir: Path, results: dict, used: dict[str, str]) -> None:
     """The card of a finished run, into its model directory."""
     from bertkit.io import write_atomic
 
     config = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
-    base = config.get("model") or "sentence-transformers/all-MiniLM-L6-v2"
-    card = model_card(config["task"], str(base), config.get("data", {}), results)
-    write_atomic(run_dir / "model" / CARD, card)
+    write_atomic(run_dir / "model" / CARD, model_card(config, results, used, str(run_dir / "model")))
 
 
 def push(model_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
@@ -118,8 +141,14 @@ def push(model_dir: Path, repo_id: str, private: bool = False, token: str | None
     if not HUB_ID.match(repo_id) or "@" in repo_id:
         raise UserError(f"{repo_id}: not a hub repository id (org/name)")
     card = model_dir / CARD
-    if card.is_file():
-        write_atomic(card, card.read_text(encoding="utf-8").replace("ORG/NAME", repo_id))
+    if card.is_file():  # the card names the model by its directory until now
+        text = card.read_text(encoding="utf-8")
+        if named := re.search(r'bertkit\.load\("([^"]+)"\)', text):
+            text = text.replace(f"# {named.group(1)}\n", f"# {repo_id}\n").replace(
+                f'"{named.group(1)}"', f'"{repo_id}"'
+            )
+            text = text.replace(f"bertkit predict {named.group(1)} ", f"bertkit predict {repo_id} ")
+        write_atomic(card, text)
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="bertkit push")

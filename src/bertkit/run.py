@@ -204,7 +204,7 @@ def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, p
             results.update({f"{split}_{k}": v for k, v in scalars(metrics).items()})
     write_atomic(run_dir / "results.json", to_json(results, indent=1))
     if (run_dir / "model").is_dir():
-        write_model_card(run_dir, results)
+        write_model_card(run_dir, results, splits.used)
     return results
 
 

@@ -32,7 +32,9 @@ def test_routes_metrics_page_and_truncation(classifier_dir):
 
         assert "<title>bertkit</title>" in httpx.get(server.url + "/").text
         assert "/predict" in httpx.get(server.url + "/openapi.json").json()["paths"]
-        assert httpx.get(server.url + "/docs").status_code == 200
+        docs = httpx.get(server.url + "/docs")
+        assert docs.status_code == 200 and "<code>POST /predict</code>" in docs.text and "inputs" in docs.text
+        assert "<script" not in docs.text and "http" not in docs.text.replace(server.url, "")  # nothing from elsewhere
         metrics = httpx.get(server.url + "/metrics").text
         assert 'bertkit_requests_total{route="/predict",status="200"} 2.0' in metrics
         assert "bertkit_batch_size_count" in metrics and "bertkit_queue_depth 0.0" in metrics

@@ -1,10 +1,10 @@
 """`bertkit serve MODEL_DIR`: any saved bertkit model behind a JSON HTTP API (FastAPI on uvicorn).
 
 Routes: `POST /predict` (the model's task), `POST /embed` (embedding models), `GET /healthz`, `GET /readyz`
-(ready once the model is loaded and warmed), `GET /metrics` (Prometheus), `GET /info`, `GET /docs` (OpenAPI)
-and `GET /` (a page to try the model). Requests are gathered into batches by `batcher.Batcher`; every
-error is a JSON body `{"error": ...}` with its status: 413 over a size limit, 422 malformed, 503 queue
-full (with Retry-After) or not ready, 504 over the request timeout.
+(ready once the model is loaded and warmed), `GET /metrics` (Prometheus), `GET /info`, `GET /docs` (the
+API's reference, made here: it works offline) and `GET /` (a page to try the model). Requests are gathered
+into batches by `batcher.Batcher`; every error is a JSON body `{"error": ...}` with its status: 413 over a
+size limit, 422 malformed, 503 queue full (with Retry-After) or not ready, 504 over the request timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.hub import model_directory
 from bertkit.inference import RUNTIMES, Predictor, load, load_task
+from bertkit.serving.api_docs import reference_page
 from bertkit.serving.batcher import Batcher, BatchLimits, Job, QueueFull
 from bertkit.serving.metrics import ServerMetrics, observe_requests
 from bertkit.tokenizer import Tokenizer
@@ -197,7 +198,7 @@ def failed(app: FastAPI, loading: asyncio.Future) -> None:
 
 
 def add_plain_routes(app: FastAPI, metrics: ServerMetrics) -> None:
-    """The routes that answer without the model: liveness, Prometheus metrics and the page."""
+    """The routes that answer without the model: liveness, Prometheus metrics, the page and the API's reference."""
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -210,6 +211,10 @@ def add_plain_routes(app: FastAPI, metrics: ServerMetrics) -> None:
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
         return resources.files("bertkit.serving").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/docs", response_class=HTMLResponse)
+    async def docs() -> str:
+        return reference_page(app.openapi())
 
 
 def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastAPI:
@@ -226,7 +231,9 @@ def create_app(model_dir: Path, options: ServeOptions = ServeOptions()) -> FastA
         if service.ready.is_set():
             service.batcher.stop()
 
-    app = FastAPI(title="bertkit", description=f"The model in {model_dir}", lifespan=lifespan)
+    app = FastAPI(
+        title="bertkit", description=f"The model in {model_dir}", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.add_middleware(observe_requests, metrics=metrics, max_body_bytes=options.max_body_bytes)
 
     app.add_exception_handler(StarletteHTTPException, http_error)

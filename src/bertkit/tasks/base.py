@@ -54,6 +54,7 @@ class Splits:
     train: Sequence[Any] | Callable[[int], Sequence[Any]]
     dev: Sequence[Any] | None = None
     test: Sequence[Any] | None = None
+    used: dict[str, str] = dataclasses.field(default_factory=dict)  # per split, the data it holds, in words
 
 
 class Task(ABC):
@@ -254,12 +255,20 @@ class TableTask(Task):
         if not train_rows:
             raise UserError(f"{data.train}: no training rows left (every row was left out)")
         self.prepare(train_rows)
-        dev, test = (self.encode(self.read(path, True)) if path else None for path in (data.dev, data.test))
+        dev_rows, test_rows = (self.read(path, True) if path else None for path in (data.dev, data.test))
+        dev, test = (self.encode(rows) if rows else None for rows in (dev_rows, test_rows))
         train = self.encode(train_rows)
         for path, examples in ((data.train, train), (data.dev, dev), (data.test, test)):
             if examples is not None and not examples:
                 raise UserError(f"{path}: no examples left to train or score on")
-        return Splits(train, dev, test)
+        cut = f" (the first {data.train_rows:,}: data.train_rows)" if len(train_rows) == data.train_rows else ""
+        used = {"train": f"`{data.train}`, {len(train_rows):,} rows{cut}"}
+        used |= {
+            split: f"`{path}`, {len(rows):,} rows"
+            for split, path, rows in (("dev", data.dev, dev_rows), ("test", data.test, test_rows))
+            if rows
+        }
+        return Splits(train, dev, test, used)
 
 
 def load_model(cls: type[Pretrained], source: Path, tokenizer: Tokenizer, **config_fields) -> Pretrained:

@@ -180,7 +180,11 @@ class PretrainTask(Task):
     def splits(self, config: RunConfig) -> Splits:
         data = self.data(config.output_dir, config.train.seed)
         log.info("pretraining on %d instances per epoch", len(data.epoch(0)))
-        return Splits(data.epoch, data.dev)
+        files = ", ".join(f"`{name}`" for name in self.settings.files or [self.settings.prepared])
+        used = {"train": f"{files}, {len(data.train_documents):,} documents"}
+        if data.dev is not None:
+            used["dev"] = f"the first {data.train_documents.start:,} documents of the same, held out"
+        return Splits(data.epoch, data.dev, used=used)
 
     def build_model(self) -> BertForPreTraining | BertForReplacedTokenDetection:
         """Continue from a Hugging Face directory (heads it lacks start fresh), or start from a model JSON,
