@@ -145,3 +145,23 @@ def test_the_config_reference_documents_every_key_and_is_current():
     script = Path(__file__).resolve().parents[1] / "scripts" / "config_reference.py"
     result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_data_paths_resolve_against_the_data_root(monkeypatch, tmp_path):
+    from bertkit.run_config import RunConfig
+
+    config = {"data": {"train": "$BERTKIT_DATA/rt/train.tsv"}}
+    monkeypatch.delenv("BERTKIT_DATA", raising=False)
+    assert RunConfig.from_dict(config).data.train == "../shared/data/rt/train.tsv"
+    monkeypatch.setenv("BERTKIT_DATA", str(tmp_path))
+    assert RunConfig.from_dict(config).data.train == f"{tmp_path}/rt/train.tsv"
+    pretraining = RunConfig.from_dict({"task": "pretrain", "pretrain": {"files": ["$BERTKIT_DATA/a.txt"]}})
+    assert pretraining.settings.files == [f"{tmp_path}/a.txt"]
+
+
+def test_every_example_config_finds_its_data_through_the_data_root():
+    from pathlib import Path
+
+    for path in Path("configs").glob("*.json"):
+        text = path.read_text()
+        assert "shared/data" not in text, f"{path}: name the data as $BERTKIT_DATA/..."

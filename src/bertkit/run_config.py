@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import os
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,26 @@ MOVED_KEYS = {
     "data.label_separator": "classify.label_separator",
     "corpus": "pretrain",
 }
+
+
+DATA_ROOT = "$BERTKIT_DATA"
+DEFAULT_DATA_ROOT = "../shared/data"
+
+
+def data_root() -> str:
+    """Where the public data sets live: $BERTKIT_DATA, else ../shared/data (beside the project's folder)."""
+    return os.environ.get("BERTKIT_DATA") or DEFAULT_DATA_ROOT
+
+
+def with_data_root(value: Any) -> Any:
+    """`value` with every path that starts with $BERTKIT_DATA resolved against the data root."""
+    if isinstance(value, str) and (value == DATA_ROOT or value.startswith(DATA_ROOT + "/")):
+        return data_root() + value[len(DATA_ROOT) :]
+    if isinstance(value, dict):
+        return {key: with_data_root(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_data_root(item) for item in value]
+    return value
 
 
 @dataclasses.dataclass
@@ -71,7 +92,7 @@ class RunConfig:
         by whoever assembles the run); `set_keys` are the keys a `--set` gave, for the messages."""
         if task_settings is None:
             task_settings = {name: task.settings_type for name, task in TASKS.items()}
-        data = dict(data)
+        data = with_data_root(dict(data))
         for old, new in MOVED_KEYS.items():
             section, _, key = old.rpartition(".")
             holder = data.get(section, {}) if section else data
