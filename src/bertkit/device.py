@@ -47,7 +47,8 @@ def pick_device(override: str | None = None) -> torch.device:
     else:
         device = torch.device("cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    log.info("bertkit: running on %s", name)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone says it
+        log.info("bertkit: running on %s", name)
     return device
 
 

@@ -70,6 +70,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         result = torchrun({**setup, "train": {**setup["train"], "fsdp": fsdp}}, root, name)
         assert result.returncode == 0, result.stderr[-3000:]
         done[name] = root / name
+        done[f"{name}_log"] = result.stderr
     done["setup"] = setup
     return done
 
@@ -79,6 +80,13 @@ def test_two_processes_give_the_loss_curve_of_one(runs, name):
     one, two = losses(runs["one"]), losses(runs[name])
     assert len(one) == len(two) == STEPS
     assert two == pytest.approx(one, rel=1e-5)
+
+
+def test_only_rank_0_logs_and_ddp_warns_of_nothing(runs):
+    for name in ("ddp", "fsdp"):
+        log = runs[f"{name}_log"]
+        assert log.count("bertkit: running on") == 1 and log.count("parameters\n") == 1, log
+        assert "find_unused_parameters" not in log and "Warning" not in log, log
 
 
 def test_fsdp_matches_ddp_and_only_rank_0_writes(runs):

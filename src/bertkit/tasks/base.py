@@ -189,6 +189,12 @@ class Task(ABC):
     def loss(self, outputs: Outputs, batch: Batch) -> Tensor:
         """The batch's mean loss, which training minimises."""
 
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """Whether the model holds weights its loss never reaches (a head the settings turn off), which DDP
+        must then look for after each backward."""
+        return False
+
     def loss_count(self, batch: Batch) -> int:
         """How many things the batch's loss averages over (its examples here): what a process's share of a
         batch weighs when several processes train together."""

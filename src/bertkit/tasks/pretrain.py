@@ -244,6 +244,11 @@ class PretrainTask(Task):
     def metrics(self) -> PretrainMetrics:
         return PretrainMetrics(self.settings.nsp, self.settings.discriminator_weight if self.electra else None)
 
+    @property
+    def leaves_parameters_unused(self) -> bool:
+        """Without next-sentence prediction, its head and the pooler under it get no gradient."""
+        return not self.settings.nsp
+
     @classmethod
     def starter_settings(cls, data_file: str) -> dict[str, Any]:
         return {"files": [data_file]}

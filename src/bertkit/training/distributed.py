@@ -119,8 +119,8 @@ class Processes:
                 fully_shard(layer)
             fully_shard(model)
             return forward
-        # Some heads go unused by some tasks (the pooler, NSP when off), hence the search for unused ones.
-        return DistributedDataParallel(forward, find_unused_parameters=True)
+        # the search for unused weights costs a pass over the graph each step, and only some tasks need it
+        return DistributedDataParallel(forward, find_unused_parameters=task.leaves_parameters_unused)
 
     @contextlib.contextmanager
     def gradient_sync(self, forward: nn.Module, on: bool) -> Iterator[None]:
