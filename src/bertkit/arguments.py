@@ -9,6 +9,8 @@ from pathlib import Path
 
 from bertkit.io import is_text
 
+PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
+
 
 def bounded(kind: type, low: float, high: float = math.inf, low_open: bool = True):
     """A finite number of `kind` above `low` (or at it, unless `low_open`) and at most `high`."""

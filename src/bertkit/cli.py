@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from bertkit.arguments import file_path, fraction, positive
+from bertkit.arguments import PRECISION_HELP, file_path, fraction, positive
 from bertkit.config import PRECISIONS
+from bertkit.embed_command import add_embedding_parsers
 from bertkit.errors import UserError, one_line
 from bertkit.export import add_export_parser
 from bertkit.hub import add_push_parser
@@ -21,10 +22,9 @@ from bertkit.inference import RUNTIMES
 from bertkit.io import check_writable, make_directory, to_json, write_atomic
 from bertkit.score_command import add_score_parser
 from bertkit.serving.command import add_serve_parser
-from bertkit.tasks import TASKS
+from bertkit.starter_command import add_starter_parsers
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
-PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -38,26 +38,6 @@ def cmd_train(args: argparse.Namespace) -> None:
                 print(f"{key}: {value['mean']:.4f} ± {value['sd']:.4f}  ({each})")
     elif done.results:  # rank 0's alone under torchrun
         print(to_json(done.results, indent=1) + f"\nmodel: {done.model_dir}")
-
-
-def cmd_tasks(args: argparse.Namespace) -> None:
-    from bertkit.starter import describe_tasks
-
-    print(describe_tasks())
-
-
-def cmd_init(args: argparse.Namespace) -> None:
-    from bertkit.starter import starter_config
-
-    out = args.out or Path(f"{args.task}.json")
-    if out.exists():
-        raise UserError(f"{out}: already exists; name another file with --out")
-    config, notes = starter_config(args.task, args.data)
-    check_writable(out)
-    write_atomic(out, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    for note in notes:
-        print(note)
-    print(f"{out}: a {args.task} config; train it with `bertkit train {out}`")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
@@ -135,53 +115,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{args.output.parent / name}")
 
 
-def _embedding_model(args: argparse.Namespace):
-    from bertkit.inference import load
-
-    predictor = load(args.model, args.device, args.precision)
-    if not predictor.task.embeds:
-        raise UserError(f"{args.model}: a {predictor.task.name} model, not an embedding model")
-    return predictor
-
-
-def _texts(predictor, path: Path, column: str | None) -> tuple[list[str], list[int]]:
-    """The texts of a file and their lines; how many are cut at the model's max_len is always said."""
-    if column:
-        predictor.task.settings.text_a = column
-    rows = predictor.read(path, with_targets=False)
-    texts = [str(row[predictor.task.settings.text_a]) for row in rows]
-    cut = sum(e.truncated for e in predictor.task.tokenizer.encode_batch(texts, max_length=predictor.task.max_len))
-    print(f"{path}: {len(texts)} texts, {cut} cut at max_len {predictor.task.max_len}", file=sys.stderr)
-    return texts, [row.line for row in rows]
-
-
-def cmd_embed(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    check_writable(args.output)
-    predictor = _embedding_model(args)
-    vectors = predictor.embed(_texts(predictor, args.input, args.column)[0])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.save(buffer, vectors)
-    write_atomic(args.output, buffer.getvalue())
-    print(f"{len(vectors)} vectors of {vectors.shape[1]} written to {args.output}")
-
-
-def cmd_search(args: argparse.Namespace) -> None:
-    from bertkit.search import corpus_vectors, nearest
-
-    predictor = _embedding_model(args)
-    texts, lines = _texts(predictor, args.corpus, args.column)
-    vectors = corpus_vectors(predictor, texts, args.corpus, args.model)
-    for query in args.query:
-        hits = [
-            {"rank": rank, "score": score, "line": lines[i], "text": texts[i]}
-            for rank, (i, score) in enumerate(nearest(predictor.embed([query])[0], vectors, args.top_k), start=1)
-        ]
-        print(json.dumps({"query": query, "hits": hits}, ensure_ascii=False))
-
-
 def cmd_demo(args: argparse.Namespace) -> None:
     """Fine-tune the pip-shipped MiniLM-L6 on BBC News topics (pip-shipped too) and report test accuracy."""
     import time
@@ -238,18 +171,6 @@ def model_command(
     command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     command.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
-    return command
-
-
-def embedding_command(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    """A command over an embedding model, with the options `embed` and `search` share."""
-    command = commands.add_parser(name, help=help_text)
-    command.add_argument(
-        "model", type=file_path, help="embedding model (bertkit train task embed, or sentence-transformers)"
-    )
-    command.add_argument("--column", help="the text column of a TSV/CSV/JSONL file")
-    command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
-    command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     return command
 
 
@@ -341,20 +262,6 @@ def add_model_parsers(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--columns", dest="columns", nargs="+", help="the input columns, in the model's order")
     predict.set_defaults(run=cmd_predict)
 
-    embed = embedding_command(commands, "embed", "embed texts with a sentence-embedding model into a .npy matrix")
-    embed.add_argument("--input", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
-    embed.add_argument(
-        "--output", type=file_path, required=True, help=".npy file of (texts, dim) float32, in input order"
-    )
-    embed.set_defaults(run=cmd_embed)
-    search = embedding_command(
-        commands, "search", "the nearest texts of a corpus to each query, by exact cosine similarity"
-    )
-    search.add_argument("--corpus", type=file_path, required=True, help=".txt (a text a line) or TSV/CSV/JSONL")
-    search.add_argument("--query", required=True, action="append", help="a query text (repeatable)")
-    search.add_argument("--top-k", type=positive(int), default=10)
-    search.set_defaults(run=cmd_search)
-
 
 def package_version() -> str:
     try:
@@ -370,14 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     add_training_parsers(commands)
-    commands.add_parser("tasks", help="the tasks: what each does, reads and gives").set_defaults(run=cmd_tasks)
-    init = commands.add_parser("init", help="write a config to start a task from, with the data file's columns")
-    init.add_argument("task", choices=list(TASKS), help="the task")
-    init.add_argument("--data", type=file_path, help="the training file, whose columns fill in the config")
-    init.add_argument("--out", type=file_path, help="the config to write (default: TASK.json here)")
-    init.set_defaults(run=cmd_init)
+    add_starter_parsers(commands)
     add_text_parsers(commands)
     add_model_parsers(commands)
+    add_embedding_parsers(commands)
     add_serve_parser(commands)
     add_export_parser(commands)
     add_push_parser(commands)

@@ -59,6 +59,28 @@ def model_directory(directory: str | Path) -> Path:
     return directory
 
 
+def _use(model_id: str, transformers_class: str) -> str:
+    """The card's section on loading the model, in bertkit and in transformers."""
+    return f"""## Use
+
+```python
+import bertkit
+model = bertkit.load("{model_id}")
+```
+
+```
+bertkit predict {model_id} --input texts.tsv --output predictions.jsonl
+```
+
+The weights and config load in `transformers` as well:
+
+```python
+from transformers import {transformers_class}, AutoTokenizer
+model = {transformers_class}.from_pretrained("{model_id}")
+tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+```"""
+
+
 def model_card(config: dict, results: dict, used: dict[str, str], model_id: str) -> str:
     """A model card: what the model does, the data it was trained on (rows, not just files), its scores, how
     to load it (by `model_id`: its directory, and after `bertkit push` its hub id), and the config that
@@ -93,25 +115,7 @@ A `{task}` model trained with [bertkit](https://pypi.org/project/bertkit/) from 
 |---|---|
 {scores or "| (none recorded) | |"}
 
-## Use
-
-```python
-import bertkit
-model = bertkit.load("{model_id}")
-```
-
-```
-bertkit predict {model_id} --input texts.tsv --output predictions.jsonl
-```
-
-The weights and config load in `transformers` as well:
-
-```python
-from transformers import {transformers_class}, AutoTokenizer
-model = {transformers_class}.from_pretrained("{model_id}")
-tokenizer = AutoTokenizer.from_pretrained("{model_id}")
-```
-
+{_use(model_id, transformers_class)}
 ## Reproduce
 
 With this config as `run_config.json` (the run directory holds it) and its data files in place:
