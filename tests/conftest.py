@@ -51,6 +51,19 @@ def tagger_dir(tmp_path_factory) -> Path:
     return Path(setup["output_dir"]) / "model"
 
 
+@pytest.fixture(scope="session")
+def choice_run(tmp_path_factory) -> tuple[dict, dict]:
+    """A tiny multiple-choice model trained on the synthetic set of `tests/tasks/test_choice.py`: its setup and
+    results (for the choice tests and the page test)."""
+    from test_choice import choice_setup
+
+    from bertkit.run import run
+    from bertkit.run_config import RunConfig
+
+    setup = choice_setup(tmp_path_factory.mktemp("choice"))
+    return setup, run(RunConfig.from_dict(setup))
+
+
 @pytest.fixture
 def small_config() -> ModelConfig:
     return ModelConfig(**SMALL)

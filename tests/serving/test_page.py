@@ -80,11 +80,8 @@ def test_a_tagging_page_highlights_its_entities(browser, tmp_path):
         assert marks[0].text.startswith("anna smith")
 
 
-def test_a_multiple_choice_page_takes_endings_by_line_and_bars_them(browser, tmp_path):
-    from test_choice import choice_setup
-
-    setup = choice_setup(tmp_path)
-    run(RunConfig.from_dict(setup))
+def test_a_multiple_choice_page_takes_endings_by_line_and_bars_them(browser, choice_run):
+    setup, _ = choice_run
     inputs = {"context": "the film was great", "endings": "it was superb\nit was awful\na dull plot"}
     with served(Path(setup["output_dir"]) / "model") as server:
         bars = try_page(browser, server.url, inputs, "#result .bar", "choice")

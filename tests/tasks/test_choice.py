@@ -16,8 +16,6 @@ from tiny import FILLER, NEGATIVE, POSITIVE, make_setup
 from benchmarks.server_process import served
 from bertkit.export import export_onnx
 from bertkit.inference import load
-from bertkit.run import run
-from bertkit.run_config import RunConfig
 
 
 def words(rng: random.Random, cue: str) -> str:
@@ -54,12 +52,6 @@ def choice_setup(root: Path) -> dict:
         write_choices(root / f"{split}.jsonl", n, seed)
     setup["train"] |= {"n_epochs": 30, "lr": 1e-3, "save_steps": 1000}
     return setup
-
-
-@pytest.fixture(scope="module")
-def choice_run(tmp_path_factory) -> tuple[dict, dict]:
-    setup = choice_setup(tmp_path_factory.mktemp("choice"))
-    return setup, run(RunConfig.from_dict(setup))
 
 
 def test_it_learns_a_choice_that_needs_context_and_endings(choice_run):
