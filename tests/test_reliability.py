@@ -126,9 +126,9 @@ def crash_trials(trials: int, tmp_path: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_two_runs_killed_at_random_resume_to_the_uninterrupted_weights(tmp_path):
-    report = crash_trials(2, tmp_path)
-    assert report["survived"] == report["trials"] == 2, report["failures"]
+def test_a_run_killed_at_random_resumes_to_the_uninterrupted_weights(tmp_path):
+    report = crash_trials(1, tmp_path)  # twenty with the slow suite
+    assert report["survived"] == report["trials"] == 1, report["failures"]
 
 
 @pytest.mark.slow
