@@ -40,6 +40,19 @@ def guess_columns(task: type[Task], columns: list[str]) -> tuple[dict[str, str],
     return settings, notes
 
 
+def sibling_splits(data: Path | None) -> dict[str, str | None]:
+    """The dev and test files beside a training file named train.*: dev.* (or validation.*) and test.*."""
+    found: dict[str, str | None] = {"dev": None, "test": None}
+    if data is None or not data.stem.lower().startswith("train"):
+        return found
+    for split, names in (("dev", ("dev", "validation", "valid")), ("test", ("test",))):
+        for name in names:
+            if (candidate := data.with_name(name + data.suffix)).is_file():
+                found[split] = str(candidate)
+                break
+    return found
+
+
 def starter_config(name: str, data: Path | None) -> tuple[dict[str, Any], list[str]]:
     """A run config for task `name` on `data` (or a placeholder file), and notes on what was guessed."""
     task = TASKS[name]
@@ -48,10 +61,16 @@ def starter_config(name: str, data: Path | None) -> tuple[dict[str, Any], list[s
     settings: dict[str, Any] = {}
     train_file = str(data) if data else "train.tsv"
     if task.reads_training_file:
-        config["data"] = {"train": train_file, "dev": None, "test": None}
+        config["data"] = {"train": train_file, **sibling_splits(data)}
+        notes += [
+            f"data.{split} = {path!r} (beside the training file)"
+            for split, path in config["data"].items()
+            if split != "train" and path
+        ]
         columns = columns_of(data) if data else None
         if columns:
-            settings, notes = guess_columns(task, columns)
+            settings, guessed = guess_columns(task, columns)
+            notes = guessed + notes
     else:
         settings = task.starter_settings(train_file)
     if not data:
