@@ -12,7 +12,7 @@ from tiny import make_setup
 
 import bertkit
 from bertkit.cli import main
-from bertkit.run import run
+from bertkit.run import build_task, run
 from bertkit.run_config import RunConfig
 
 
@@ -177,3 +177,23 @@ def test_qa_scoring_refuses_answers_and_odds_of_the_wrong_type_naming_the_key(tm
     argv = ["score", "qa", str(data), str(tmp_path / "p.json")]
     error = error_of(capsys, *argv, *(["--null-odds", str(tmp_path / "odds.json")] if kind == "null odds" else []))
     assert "key 'q2-0'" in error
+
+
+def test_train_rows_on_a_sorted_file_says_the_sample_is_lopsided(tmp_path, caplog):
+    import logging
+
+    setup = make_setup(tmp_path)
+    train = Path(setup["data"]["train"])
+    header, *rows = train.read_text().splitlines()
+    ordered = sorted(rows, key=lambda line: line.split("\t")[1])  # every "neg" row first
+    train.write_text("\n".join([header, *ordered]) + "\n")
+    config = RunConfig.from_dict({**setup, "data": {**setup["data"], "train_rows": 100}})
+    task = build_task(config)
+    with caplog.at_level(logging.WARNING, logger="bertkit"):
+        task.read_train(config.data)
+    assert "data.train_rows keeps the first 100 of 256 rows, where label 'pos' is 0.0% of the rows" in caplog.text
+    caplog.clear()
+    train.write_text("\n".join([header, *rows]) + "\n")  # the shuffled file: nothing to say
+    with caplog.at_level(logging.WARNING, logger="bertkit"):
+        task.read_train(config.data)
+    assert "looks sorted" not in caplog.text

@@ -253,7 +253,14 @@ class TableTask(Task):
         """The training rows: the whole file, or its first `data.train_rows`."""
         if not data.train:
             raise UserError("config: key 'data.train' (the training file) is required")
-        return self.read(data.train, with_targets=True)[: data.train_rows]
+        rows = self.read(data.train, with_targets=True)
+        kept = rows[: data.train_rows]
+        if 0 < len(kept) < len(rows):
+            self.check_first_rows(kept, rows)
+        return kept
+
+    def check_first_rows(self, kept: Sequence[Row], rows: Sequence[Row]) -> None:  # noqa: B027 (optional)
+        """Say so when the first rows that `data.train_rows` keeps are far from the whole file (a sorted file)."""
 
     def splits(self, config: RunConfig) -> Splits:
         data = config.data

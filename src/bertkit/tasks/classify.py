@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -100,6 +101,28 @@ class ClassificationTask(TableTask):
             label = self.settings.label
             raise UserError(f"{rows[0].source}: column {label!r} has only one label ({', '.join(names)})")
         self.labels = sorted_labels(names)
+
+    def check_first_rows(self, kept: Sequence[Row], rows: Sequence[Row]) -> None:
+        """A sorted file's first rows hold few of some label: the run would learn the others alone."""
+        if not self.problem.has_labels or self.problem.holds_lists:
+            return
+        label, separator = self.settings.label, self._separator
+        in_file = Counter(name for row in rows for name in self.problem.names(row[label], separator))
+        in_kept = Counter(name for row in kept for name in self.problem.names(row[label], separator))
+        for name, count in in_file.most_common():
+            file_share, kept_share = count / len(rows), in_kept[name] / len(kept)
+            if kept_share < file_share / 2:
+                log.warning(
+                    "%s: data.train_rows keeps the first %d of %d rows, where label %r is %.1f%% of the rows "
+                    "against %.1f%% in the whole file; the file looks sorted: shuffle it, or train on all of it",
+                    rows[0].source,
+                    len(kept),
+                    len(rows),
+                    name,
+                    100 * kept_share,
+                    100 * file_share,
+                )
+                return
 
     def state(self) -> dict:
         return {"labels": self.labels}
