@@ -69,6 +69,9 @@ def test_the_api_raises_the_line_the_command_prints(tmp_path):
 
 def test_a_run_config_object_and_overrides_as_strings(tmp_path):
     setup = make_setup(tmp_path)
+    assert bertkit.RunConfig.load(setup, "train.lr=0.001").train.lr == 0.001  # one assignment alone
+    with pytest.raises(bertkit.UserError, match="overrides: a key is 'section.key' text, got 1"):
+        bertkit.RunConfig.load(setup, {1: 2})
     config = bertkit.RunConfig.load(setup, ["train.n_epochs=1"])
     done = bertkit.train(config, {"output_dir": str(tmp_path / "again")})
     assert done.config.train.n_epochs == 1 and Path(done.run_dir, "results.json").is_file()

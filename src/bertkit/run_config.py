@@ -140,8 +140,12 @@ class RunConfig:
         else:
             data, where = read_json(source), str(source)
         data = {**(defaults or {}), **data}
+        if isinstance(overrides, str):  # one `--set` assignment
+            overrides = [overrides]
         if isinstance(overrides, typing.Mapping):
             for key, value in overrides.items():
+                if not isinstance(key, str) or not key:
+                    raise UserError(f"overrides: a key is 'section.key' text, got {key!r}")
                 set_value(data, key, value, f"overrides[{key!r}]")
         else:
             for assignment in overrides:

@@ -97,6 +97,15 @@ def test_predict_evaluate_and_the_model_card(choice_run, tmp_path):
     card = (model_dir / "README.md").read_text()
     assert "pipeline_tag: multiple-choice" in card and "AutoModelForMultipleChoice" in card
 
+    renamed = tmp_path / "renamed.jsonl"  # the inputs under other names, named on the command line
+    renamed.write_text("".join(json.dumps({"story": r["context"], "options": r["endings"]}) + "\n" for r in rows))
+    output = str(tmp_path / "q.jsonl")
+    done = run_cli(
+        "predict", str(model_dir), "--input", str(renamed), "--columns", "story", "options", "--output", output
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()] == predictions
+
 
 def test_it_serves_a_context_with_its_endings(choice_run):
     setup, _ = choice_run
@@ -109,6 +118,9 @@ def test_it_serves_a_context_with_its_endings(choice_run):
         assert body["tokens_dropped"] == [0, 0]
         refused = httpx.post(server.url + "/predict", json={"inputs": [{"context": "a", "endings": "b"}]})
         assert refused.status_code == 422 and "endings (a list of texts)" in refused.json()["error"]
+        one = httpx.post(server.url + "/predict", json={"inputs": [one, {"context": "a", "endings": ["b"]}]})
+        assert one.status_code == 422, one.text
+        assert one.json()["error"] == "input 2: column 'endings' must be a JSON list of two or more texts"
 
 
 def test_the_onnx_export_checks_itself_and_predicts_the_same(choice_run, tmp_path):

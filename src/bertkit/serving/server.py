@@ -163,16 +163,19 @@ class ModelService:
             raise HTTPException(422, "inputs: empty")
         if len(inputs) > self.options.max_inputs:
             raise HTTPException(413, f"{len(inputs)} inputs, over the limit of {self.options.max_inputs}")
-        tokens, dropped = self.count_tokens(rows)
-        try:
-            future = self.batcher.submit(Job(kind, inputs, tokens))
-        except QueueFull as err:
-            raise HTTPException(503, f"queue full: {err}", headers={"Retry-After": "1"}) from None
-        try:
-            results = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout_s)
-        except asyncio.TimeoutError:
-            future.cancel()
-            raise HTTPException(504, f"no answer within {self.options.timeout_s:g} s") from None
+        try:  # an input the task refuses (a choice of one ending, say) is the request's fault
+            tokens, dropped = self.count_tokens(rows)
+            try:
+                future = self.batcher.submit(Job(kind, inputs, tokens))
+            except QueueFull as err:
+                raise HTTPException(503, f"queue full: {err}", headers={"Retry-After": "1"}) from None
+            try:
+                results = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout_s)
+            except asyncio.TimeoutError:
+                future.cancel()
+                raise HTTPException(504, f"no answer within {self.options.timeout_s:g} s") from None
+        except UserError as err:
+            raise HTTPException(422, str(err).replace("request: line ", "input ")) from None
         return results, dropped
 
 

@@ -157,10 +157,10 @@ class Task(ABC):
             )
         if Path(path).suffix.lower() == ".txt":
             raise UserError(f"{path}: a .txt file has no columns (a text a line); leave out --columns")
-        own = dict(zip(columns, self.input_columns, strict=True))
-        lists = [given for given in columns if own[given] in self.list_inputs]
-        rows = read_table(path, columns, [given for given in columns if given not in lists], lists)
-        return [Row(row.source, row.line, {own[given]: row[given] for given in columns}) for row in rows]
+        pairs = list(zip(self.input_columns, columns, strict=True))  # (the task's input, the file's column)
+        lists = [given for own, given in pairs if own in self.list_inputs]
+        rows = read_table(path, columns, [given for _, given in pairs if given not in lists], lists)
+        return [Row(row.source, row.line, {own: row[given] for own, given in pairs}) for row in rows]
 
     def format_predictions(self, predictions: Sequence[dict], rows: Sequence[Row], kind: str) -> str:
         """Predictions in a format of `prediction_formats` other than JSONL (which the caller writes)."""
