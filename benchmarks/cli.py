@@ -72,17 +72,20 @@ def cmd_curves(args: argparse.Namespace) -> None:
 
 def cmd_steps(args: argparse.Namespace) -> None:
     print(f"machine: {machine(pick_device(args.device))}")
-    result = finetune_steps_side_by_side(
-        args.data,
-        args.text,
-        args.label,
-        args.model,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        device=args.device,
-        tokenizer_dir=args.tokenizer,
-    )
-    print(json.dumps(result, indent=1))
+    results = {}
+    for model in args.model or [None]:
+        results[str(model or "MiniLM-L6")] = finetune_steps_side_by_side(
+            args.data,
+            args.text,
+            args.label,
+            model,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            device=args.device,
+            tokenizer_dir=args.tokenizer,
+            bf16_reference=not args.no_bf16_reference,
+        )
+    print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1))
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -193,7 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--text", default="sentence")
     steps.add_argument("--label", default="label")
     steps.add_argument(
-        "--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON (random weights)"
+        "--model",
+        type=Path,
+        action="append",
+        help="encoder directory (default: MiniLM-L6), or a model JSON (random weights) of any model_type; "
+        "given again, each is timed in turn",
+    )
+    steps.add_argument(
+        "--no-bf16-reference", action="store_true", help="leave out transformers under bf16 autocast (slow CPUs)"
     )
     steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
     steps.add_argument("--batch-size", type=int, default=32)

@@ -28,6 +28,7 @@ def finetune_steps_side_by_side(
     warmup_steps: int = 3,
     device: str | None = None,
     tokenizer_dir: Path | None = None,
+    bf16_reference: bool = True,
 ) -> dict:
     """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's training step on its
     default path (packed where padding is over a tenth of a batch, in the precision it picks for the device)
@@ -35,8 +36,10 @@ def finetune_steps_side_by_side(
     bf16 autocast. Once with length-grouped batches (`train.group_by_length`), once with random ones (the
     default of both). Only the model and optimizer step are timed: the Trainer's own overhead comes on top of
     transformers' figures. `model_dir` may also be a classic model JSON (random weights of that shape;
-    `tokenizer_dir` then names the vocabulary): speed does not depend on the weights."""
-    from transformers import BertForSequenceClassification as TheirClassifier
+    `tokenizer_dir` then names the vocabulary): speed does not depend on the weights. The model may be any
+    family member: transformers' class is the one its config.json names. Without `bf16_reference`,
+    transformers runs in fp32 alone (CPUs whose bf16 matmuls crawl)."""
+    from transformers import AutoModelForSequenceClassification as TheirClassifier
 
     target = pick_device(device)
     model_dir = model_dir or default_model_dir()
@@ -50,12 +53,9 @@ def finetune_steps_side_by_side(
     theirs = transformers_copy(ours, TheirClassifier)
     padded = copy.deepcopy(ours)
     set_unpad(padded, False)
-    models = {
-        "bertkit": ours,
-        "bertkit_padded": padded,
-        "transformers": theirs,
-        "transformers_bf16": copy.deepcopy(theirs),
-    }
+    models = {"bertkit": ours, "bertkit_padded": padded, "transformers": theirs}
+    if bf16_reference:
+        models["transformers_bf16"] = copy.deepcopy(theirs)
     for model in models.values():
         model.to(target).train()
 
@@ -72,19 +72,20 @@ def finetune_steps_side_by_side(
                 name: stack.enter_context(bertkit_step(task, models[name], target, precision, len(batches)))
                 for name, precision in (("bertkit", "auto"), ("bertkit_padded", "fp32"))
             }
+            references = {"transformers": ReferenceStep(models["transformers"], their_loss, None, target)}
+            if bf16_reference:
+                bf16 = ReferenceStep(models["transformers_bf16"], their_loss, torch.bfloat16, target)
+                references["transformers_bf16"] = bf16
             rates = interleaved_steps(
-                {
-                    **bertkit_steps,
-                    "transformers": ReferenceStep(models["transformers"], their_loss, None, target),
-                    "transformers_bf16": ReferenceStep(models["transformers_bf16"], their_loss, torch.bfloat16, target),
-                },
+                {**bertkit_steps, **references},
                 batches,
                 warmup_steps,
                 target,
                 flops_of=lambda batch: training_flops(ours.config, batch["attention_mask"]),
             )
         rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
-        rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
+        if bf16_reference:
+            rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
         result["length_grouped" if grouped else "random"] = rates
     result["steps"], result["batch_size"] = steps, batch_size
     return result

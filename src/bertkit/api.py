@@ -81,8 +81,13 @@ def pretrain(
 
 
 def evaluate(
-    model: str | Path, data: str | Path, device: str | None = None, precision: str = "auto", runtime: str = "torch"
+    model: str | Path,
+    data: str | Path,
+    device: str | None = None,
+    precision: str = "auto",
+    runtime: str = "torch",
+    task: str | None = None,
 ) -> dict[str, Any]:
     """Every metric of a saved model on a labelled file: exactly `bertkit evaluate --output`."""
-    predictor = load(model, device, precision, runtime)
+    predictor = load(model, device, precision, runtime, task)
     return predictor.evaluate_rows(predictor.read(data, with_targets=True))

@@ -25,6 +25,7 @@ from bertkit.serving.command import add_serve_parser
 from bertkit.starter_command import add_starter_parsers
 
 RUNTIME_HELP = "onnx, onnx-int8: the graph `bertkit export` wrote beside the model, in onnxruntime"
+TASK_HELP = "a model saved by transformers: the task to read it as where its config.json does not say (pair)"
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -85,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.output:
         check_writable(args.output)
-    metrics = evaluate(args.model, args.data, args.device, args.precision, args.runtime)
+    metrics = evaluate(args.model, args.data, args.device, args.precision, args.runtime, args.task)
     if args.output:
         write_atomic(args.output, to_json(metrics, indent=1, ensure_ascii=False))
     print(to_json(scalars(metrics), indent=1))
@@ -95,7 +96,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from bertkit.inference import load
 
     check_writable(args.output)
-    predictor = load(args.model, args.device, args.precision, args.runtime)
+    predictor = load(args.model, args.device, args.precision, args.runtime, args.task)
     task = predictor.task
     if args.format not in task.prediction_formats:
         raise UserError(f"--format {args.format}: a {task.name} model writes {', '.join(task.prediction_formats)}")
@@ -171,6 +172,7 @@ def model_command(
     command.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     command.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     command.add_argument("--runtime", choices=RUNTIMES, default="torch", help=RUNTIME_HELP)
+    command.add_argument("--task", help=TASK_HELP)
     return command
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import UserError
-from bertkit.hf_keys import HF_IGNORED, HF_NAMES, HF_UNSUPPORTED, unread_hf_key
+from bertkit.hf_keys import HF_IGNORED, HF_NAMES, HF_UNSUPPORTED, MODEL_TYPES, Spelling, unread_hf_key
 from bertkit.sections import build_section, read_json, setting
 
 log = logging.getLogger("bertkit")
@@ -72,15 +72,31 @@ class ModelConfig:
     pad_token_id: int = setting(0, "id of [PAD], inside the vocabulary")
     hidden_act: str = setting("gelu", "feed-forward activation: gelu, gelu_new, gelu_pytorch_tanh or relu")
     initializer_range: float = setting(0.02, "standard deviation of fresh weights, at least 0")
+    model_type: str = setting("bert", f"the family member: {', '.join(MODEL_TYPES)}")
+    embedding_size: int | None = setting(
+        None, "width of the embeddings when below `dim` (ELECTRA's), projected to `dim`; unset: `dim`"
+    )
     id2label: dict | None = setting(None, "label names by id, written by the task (a map of 0..n-1 to distinct names)")
     problem_type: str | None = setting(
         None, "written by the task: single_label_classification, multi_label_classification or regression"
     )
 
     def validate(self, source: str = "config") -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise UserError(
+                f"{source}: key 'model_type' is {self.model_type!r}; bertkit reads {', '.join(MODEL_TYPES)}"
+            )
         for key, most in SHAPE_LIMITS.items():
-            if not 0 < getattr(self, key) <= most:
-                raise UserError(f"{source}: key '{key}' must be in [1, {most}], got {getattr(self, key)}")
+            least = self.spelling.fixed.get(key, 1)  # DistilBERT has no segment embeddings: 0
+            if not least <= getattr(self, key) <= most:
+                raise UserError(f"{source}: key '{key}' must be in [{least}, {most}], got {getattr(self, key)}")
+        if self.embedding_size is not None:
+            if "embedding_size" not in self.spelling.names:
+                raise UserError(f"{source}: key 'embedding_size' is ELECTRA's; a {self.model_type} model has none")
+            if not 0 < self.embedding_size <= SHAPE_LIMITS["dim"]:
+                raise UserError(f"{source}: key 'embedding_size' must be in [1, {SHAPE_LIMITS['dim']}]")
+        if self.positions < 1:
+            raise UserError(f"{source}: key 'max_len' ({self.max_len}) leaves no position after the padding id")
         if self.dim % self.n_heads:
             raise UserError(f"{source}: key 'dim' ({self.dim}) must be divisible by 'n_heads' ({self.n_heads})")
         if not self.layer_norm_eps > 0 or self.initializer_range < 0:
@@ -94,6 +110,24 @@ class ModelConfig:
             raise UserError(f"{source}: key 'problem_type' must be one of {PROBLEM_TYPES}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise UserError(f"{source}: key 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
+
+    @property
+    def spelling(self) -> Spelling:
+        return MODEL_TYPES[self.model_type]
+
+    @property
+    def position_offset(self) -> int:
+        """The position id of a sequence's first token: RoBERTa's count from after the padding id."""
+        return self.pad_token_id + 1 if self.spelling.positions_after_padding else 0
+
+    @property
+    def positions(self) -> int:
+        """The longest sequence the position embeddings allow."""
+        return self.max_len - self.position_offset
+
+    def hf_class(self, head: str) -> str:
+        """transformers' class of this family with `head` ("Model", "ForSequenceClassification", ...)."""
+        return self.spelling.class_prefix + head
 
     @property
     def labels(self) -> list[str] | None:
@@ -111,13 +145,15 @@ class ModelConfig:
 
     @classmethod
     def _from_hf(cls, data: dict[str, Any], source: str) -> ModelConfig:
-        if data.get("model_type", "bert") != "bert":
-            raise UserError(f"{source}: key 'model_type' is {data['model_type']!r}; bertkit reads BERT models only")
+        model_type = data.get("model_type", "bert")
+        if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
+            raise UserError(f"{source}: key 'model_type' is {model_type!r}; bertkit reads {', '.join(MODEL_TYPES)}")
         for key, supported in HF_UNSUPPORTED.items():
             if data.get(key, supported) != supported:
                 raise UserError(f"{source}: key '{key}' = {data[key]!r} is not supported (only {supported!r})")
-        classic_of = {hf: classic for classic, hf in HF_NAMES.items()}
-        values: dict[str, Any] = {}
+        spelling = MODEL_TYPES[model_type]
+        classic_of = {hf: classic for classic, hf in spelling.names.items()}
+        values: dict[str, Any] = {"model_type": model_type, **spelling.fixed}
         for key, value in data.items():
             if value is None:  # null: unset, as transformers reads it
                 continue
@@ -127,7 +163,9 @@ class ModelConfig:
                 values["id2label"] = _label_ids(value, source)
             elif key == "problem_type":
                 values["problem_type"] = value
-            elif key not in HF_IGNORED and key not in HF_UNSUPPORTED and not key.startswith("_"):
+            elif key in spelling.ignored or key in HF_IGNORED or key in HF_UNSUPPORTED or key.startswith("_"):
+                continue
+            else:
                 unread_hf_key(key, source)
         return build_section(cls, values, source)
 
@@ -135,9 +173,12 @@ class ModelConfig:
     def from_json(cls, path: str | Path) -> ModelConfig:
         return cls.from_dict(read_json(path), source=str(path))
 
-    def to_hf_dict(self, architecture: str = "BertModel") -> dict[str, Any]:
-        data: dict[str, Any] = {"architectures": [architecture], "model_type": "bert"}
-        data.update({hf: getattr(self, classic) for classic, hf in HF_NAMES.items()})
+    def to_hf_dict(self, head: str = "Model") -> dict[str, Any]:
+        """config.json for transformers' class of this family with `head`."""
+        data: dict[str, Any] = {"architectures": [self.hf_class(head)], "model_type": self.model_type}
+        data.update({hf: getattr(self, classic) for classic, hf in self.spelling.names.items()})
+        if "embedding_size" in data:  # transformers' ELECTRA default is not `hidden_size`: always written
+            data["embedding_size"] = self.embedding_size or self.dim
         data["position_embedding_type"] = "absolute"
         if self.id2label:
             data["id2label"] = {str(i): name for i, name in self.id2label.items()}

@@ -35,27 +35,30 @@ CHECK_LENGTHS = (8, 32, 128, 384)
 TOLERANCE = 1e-4
 
 
-def check_inputs(length: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Two rows: one of `length` real tokens and one of half as many, padded: [CLS] ids... [SEP]."""
+def check_inputs(length: int, vocab_size: int, seed: int = 0, segments: int = 2) -> dict[str, np.ndarray]:
+    """Two rows: one of `length` real tokens and one of half as many, padded: [CLS] ids... [SEP]; with two
+    segments or more, the first row's second half is a second segment."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, vocab_size, size=(2, length))
     mask = np.ones((2, length), dtype=np.int64)
     mask[1, max(2, length // 2) :] = 0
     ids[:, 0], ids[0, -1], ids[1, mask[1].sum() - 1] = 2, 3, 3
     types = np.zeros_like(ids)
-    types[0, length // 2 :] = 1  # a second segment, as pairs have
+    types[0, length // 2 :] = 1 if segments > 1 else 0  # a second segment, as pairs have
     return {"input_ids": ids * mask, "attention_mask": mask, "token_type_ids": types * mask}
 
 
-def largest_difference(model: torch.nn.Module, onnx_path: Path, lengths: list[int], vocab_size: int) -> float:
+def largest_difference(model: torch.nn.Module, onnx_path: Path, lengths: list[int]) -> float:
     """The largest absolute difference between onnxruntime's outputs and PyTorch's over `lengths`."""
     runtime, worst = onnx_session(onnx_path), 0.0
     for length in lengths:
-        inputs = check_inputs(length, vocab_size)
+        inputs = check_inputs(length, model.config.vocab_size, segments=model.config.n_segments)
         with torch.no_grad():
             expected = model(*(torch.from_numpy(inputs[name]) for name in INPUTS))
         expected = expected if isinstance(expected, tuple) else (expected,)
-        for ours, theirs in zip(expected, runtime.run(None, inputs), strict=True):
+        # a graph has no input its model ignores (DistilBERT's segment ids)
+        feeds = {given.name: inputs[given.name] for given in runtime.get_inputs()}
+        for ours, theirs in zip(expected, runtime.run(None, feeds), strict=True):
             worst = max(worst, float(np.abs(ours.float().numpy() - theirs).max()))
     return worst
 
@@ -75,12 +78,15 @@ def quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: int = 17) -> dict:
-    """Write the export into `out`; returns what it checked: lengths, largest difference, files."""
+def export_onnx(
+    model_dir: Path, out: Path, quantize: str | None = None, opset: int = 17, task: str | None = None
+) -> dict:
+    """Write the export into `out`; returns what it checked: lengths, largest difference, files. `task`: the
+    task of a model saved by transformers where its config.json does not say."""
     model_dir = model_directory(model_dir)
     if out.resolve() == model_dir.resolve():
         raise UserError(f"{out}: the export goes beside the model, not over it; name another directory")
-    predictor = load(model_dir, device="cpu", precision="fp32")
+    predictor = load(model_dir, device="cpu", precision="fp32", task=task)
     task, model = predictor.task, predictor.model
     if not task.onnx_outputs:
         exported = ", ".join(name for name, cls in TASKS.items() if cls.onnx_outputs)
@@ -89,7 +95,8 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
     model.eval()
     model.save_pretrained(out, task.tokenizer, task.saved())
     # traced on a padded batch: the encoder skips the mask when nothing is padded, and a trace keeps one branch
-    example = tuple(torch.from_numpy(array) for array in check_inputs(16, model.config.vocab_size).values())
+    example = check_inputs(16, model.config.vocab_size, segments=model.config.n_segments)
+    example = tuple(torch.from_numpy(array) for array in example.values())
     graph = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the trace notes Python branches and loops over shapes; the parity check below is what tells
@@ -105,8 +112,8 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
             dynamo=False,
         )
     write_atomic(out / "model.onnx", graph.getvalue())
-    lengths = [n for n in CHECK_LENGTHS if n <= model.config.max_len] or [model.config.max_len]
-    difference = largest_difference(model, out / "model.onnx", lengths, model.config.vocab_size)
+    lengths = [n for n in CHECK_LENGTHS if n <= model.config.positions] or [model.config.positions]
+    difference = largest_difference(model, out / "model.onnx", lengths)
     report = {
         "task": task.name,
         "outputs": list(task.onnx_outputs),
@@ -121,9 +128,7 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
 
         with quiet_root_logger():
             quantize_dynamic(out / "model.onnx", out / "model.int8.onnx", weight_type=QuantType.QInt8)
-        report["int8_largest_difference"] = largest_difference(
-            model, out / "model.int8.onnx", lengths, model.config.vocab_size
-        )
+        report["int8_largest_difference"] = largest_difference(model, out / "model.int8.onnx", lengths)
         report["files"].append("model.int8.onnx")
     return report
 
@@ -135,11 +140,12 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=file_path, required=True, help="directory: the model, and model.onnx beside it")
     export.add_argument("--quantize", choices=("int8",), help="also model.int8.onnx (dynamic quantisation)")
     export.add_argument("--opset", type=bounded(int, 14, 20, low_open=False), default=17)
+    export.add_argument("--task", help="a model saved by transformers: the task to read it as (pair)")
     export.set_defaults(run=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    report = export_onnx(args.model, args.out, args.quantize, args.opset)
+    report = export_onnx(args.model, args.out, args.quantize, args.opset, args.task)
     lengths = ", ".join(map(str, report["lengths"]))
     print(f"{args.out / 'model.onnx'}: {report['task']} outputs {', '.join(report['outputs'])}")
     print(f"largest difference from PyTorch at lengths {lengths}: {report['largest_difference']:.2e}")

@@ -1,10 +1,13 @@
-"""Hugging Face's names in `config.json`: what each of bertkit's model settings is called there, and which of
-its other keys bertkit drops (bookkeeping), refuses (a network it does not build) or warns about."""
+"""Hugging Face's names in `config.json`: what each of bertkit's model settings is called there, for each
+member of the BERT family, and which of its other keys bertkit drops (bookkeeping), refuses (a network it does
+not build) or warns about."""
 
 from __future__ import annotations
 
 import difflib
 import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 from bertkit.errors import UserError
 
@@ -26,6 +29,54 @@ HF_NAMES = {
     "hidden_act": "hidden_act",
     "initializer_range": "initializer_range",
 }
+# DistilBERT's config.json names the same settings its own way.
+DISTILBERT_NAMES = {
+    "dim": "dim",
+    "dim_ff": "hidden_dim",
+    "n_layers": "n_layers",
+    "n_heads": "n_heads",
+    "p_drop_attn": "attention_dropout",
+    "p_drop_hidden": "dropout",
+    "max_len": "max_position_embeddings",
+    "vocab_size": "vocab_size",
+    "pad_token_id": "pad_token_id",
+    "hidden_act": "activation",
+    "initializer_range": "initializer_range",
+}
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """How one `model_type` writes its config: transformers' class names start with `class_prefix`; `names`
+    maps bertkit's settings to its keys; `fixed` holds the settings it has no key for, at the values its
+    network implies; `positions_after_padding`: position ids count from `pad_token_id + 1` (RoBERTa's)."""
+
+    class_prefix: str
+    names: dict[str, str]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    positions_after_padding: bool = False
+    ignored: frozenset[str] = frozenset()  # keys of this type that change nothing bertkit computes
+
+
+MODEL_TYPES = {
+    "bert": Spelling("Bert", HF_NAMES),
+    "roberta": Spelling("Roberta", HF_NAMES, positions_after_padding=True),
+    "xlm-roberta": Spelling("XLMRoberta", HF_NAMES, positions_after_padding=True),
+    # ELECTRA's discriminator; `embedding_size` below `hidden_size` adds a projection after the embeddings.
+    "electra": Spelling(
+        "Electra",
+        {**HF_NAMES, "embedding_size": "embedding_size"},
+        ignored=frozenset("summary_type summary_use_proj summary_activation summary_last_dropout".split()),
+    ),
+    # No segment embeddings; its LayerNorms' epsilon is fixed; the two head dropouts act in training only.
+    "distilbert": Spelling(
+        "DistilBert",
+        DISTILBERT_NAMES,
+        {"n_segments": 0, "layer_norm_eps": 1e-12},
+        ignored=frozenset("qa_dropout seq_classif_dropout tie_weights_".split()),
+    ),
+}
+
 # Hugging Face keys that describe bookkeeping, not the network; read and dropped.
 HF_IGNORED = set(
     (
@@ -53,12 +104,13 @@ HF_UNSUPPORTED = {
     "position_embedding_type": "absolute",
     "is_decoder": False,
     "add_cross_attention": False,
+    "sinusoidal_pos_embds": False,
 }
 
 
 def unread_hf_key(key: str, source: str) -> None:
     """A key bertkit does not read: an error when it looks like a misspelt network setting, else a warning."""
-    network_keys = [*HF_NAMES.values(), *HF_UNSUPPORTED]
+    network_keys = [*HF_NAMES.values(), *DISTILBERT_NAMES.values(), *HF_UNSUPPORTED]
     if close := difflib.get_close_matches(key, network_keys, n=1, cutoff=0.8):
         raise UserError(f"{source}: unknown key '{key}' (did you mean '{close[0]}'?)")
     log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)

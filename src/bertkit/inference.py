@@ -24,7 +24,7 @@ from bertkit.hub import model_directory
 from bertkit.model.hf_dir import Pretrained
 from bertkit.sections import build_section, read_json
 from bertkit.tasks import TASKS
-from bertkit.tasks.base import TASK_FILE, Outputs, Task
+from bertkit.tasks.base import TASK_FILE, Outputs, Task, architectures
 from bertkit.tokenizer import Tokenizer
 
 
@@ -81,15 +81,23 @@ class Predictor:
         return self.task.read(path, with_targets)
 
 
-def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
+def load_task(directory: Path, tokenizer: Tokenizer, task_name: str | None = None) -> Task:
     """The task saved beside a model (its `bertkit_task.json`), with what it learnt in training; for a
-    directory without one, the task that recognises it (a sentence-transformers directory: embedding)."""
+    directory without one, the task that recognises it (a sentence-transformers directory: embedding; a
+    transformers one: the task of the head its config.json names), or `task_name` when given (`pair` reads
+    a sequence classifier's input as text pairs)."""
     path = directory / TASK_FILE
+    if task_name is not None and task_name not in TASKS:
+        raise UserError(f"--task {task_name}: tasks are {', '.join(TASKS)}")
     if not path.is_file():
-        for cls in TASKS.values():
+        for cls in [TASKS[task_name]] if task_name else TASKS.values():
             if task := cls.recognise(directory, tokenizer):
                 return task
-        raise UserError(f"{directory}: no {TASK_FILE}; not a model directory saved by `bertkit train`")
+        said = "no config.json"
+        if (directory / "config.json").is_file():
+            said = f"its config.json names {', '.join(architectures(directory)) or 'no architecture'}"
+        reads = f"a {task_name} model" if task_name else "a model of a task bertkit runs"
+        raise UserError(f"{directory}: no {TASK_FILE}, and {said}: not {reads}")
     saved = read_json(path)
     try:
         name, settings, state, max_len = saved["task"], saved["settings"], saved["state"], saved["max_len"]
@@ -97,6 +105,8 @@ def load_task(directory: Path, tokenizer: Tokenizer) -> Task:
         raise UserError(f"{path}: not a bertkit task file (no key {err})") from None
     if not isinstance(name, str) or name not in TASKS:
         raise UserError(f"{path}: unknown task {name!r}")
+    if task_name not in (None, name):
+        raise UserError(f"--task {task_name}: {directory} holds a {name} model (its {TASK_FILE} says so)")
     if not isinstance(settings, dict) or not isinstance(state, dict):
         raise UserError(f"{path}: not a bertkit task file (settings and state must be objects)")
     if not isinstance(max_len, int) or isinstance(max_len, bool) or not 4 <= max_len <= SHAPE_LIMITS["max_len"]:
@@ -142,7 +152,8 @@ class OnnxModel(nn.Module):
             "attention_mask": torch.ones_like(input_ids) if attention_mask is None else attention_mask,
             "token_type_ids": torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids,
         }
-        outputs = self.session.run(None, {name: value.cpu().numpy() for name, value in feeds.items()})
+        names = [given.name for given in self.session.get_inputs()]  # none that the model ignores
+        outputs = self.session.run(None, {name: feeds[name].cpu().numpy() for name in names})
         tensors = [torch.from_numpy(array) for array in outputs]
         if positions is not None:
             tensors = [tensor.flatten(0, 1)[positions.cpu()] for tensor in tensors]
@@ -153,16 +164,21 @@ RUNTIMES = {"torch": None, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 
 
 def load(
-    directory: str | Path, device: str | None = None, precision: str = "auto", runtime: str = "torch"
+    directory: str | Path,
+    device: str | None = None,
+    precision: str = "auto",
+    runtime: str = "torch",
+    task: str | None = None,
 ) -> Predictor:
     """A saved model ready to predict; `runtime` onnx or onnx-int8 runs the graph `bertkit export` wrote
-    beside it in onnxruntime (on the CPU)."""
+    beside it in onnxruntime (on the CPU); `task`: how to read a directory saved without bertkit, where its
+    config.json does not say (`pair`: a sequence classifier of text pairs)."""
     directory = model_directory(directory)
-    task = load_task(directory, Tokenizer.from_pretrained(directory))
+    found = load_task(directory, Tokenizer.from_pretrained(directory), task)
     if runtime not in RUNTIMES:
         raise UserError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if RUNTIMES[runtime]:
         model = OnnxModel(directory / RUNTIMES[runtime], ModelConfig.from_json(directory / "config.json"))
-        return Predictor(task, model, torch.device("cpu"), precision="fp32")
+        return Predictor(found, model, torch.device("cpu"), precision="fp32")
     target = pick_device(device)
-    return Predictor(task, task.build_model().to(target).eval(), target, precision=precision)
+    return Predictor(found, found.build_model().to(target).eval(), target, precision=precision)

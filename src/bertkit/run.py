@@ -87,7 +87,7 @@ def check_before_work(config: RunConfig) -> None:
     if TASKS[config.task].reads_training_file and config.data.train is None:
         raise UserError("key 'data.train': no training file given")
     model, _ = model_and_tokenizer_sources(config)
-    positions = ModelConfig.from_json(model / "config.json" if model.is_dir() else model).max_len
+    positions = ModelConfig.from_json(model / "config.json" if model.is_dir() else model).positions
     if config.max_len > positions:
         raise UserError(f"key 'max_len' ({config.max_len}) is above the {positions} positions of the model {model}")
 

@@ -68,7 +68,7 @@ class RunConfig:
     output_dir: str = setting(
         "runs/run", "the run directory; one run a directory (`--resume` continues it, `--overwrite` replaces it)"
     )
-    max_len: int = setting(128, "tokens per input, [CLS] and [SEP] included, from 4 to the model's positions")
+    max_len: int = setting(128, "tokens per input, special tokens included, from 4 to the model's positions")
     device: str | None = setting(None, "cpu, cuda, cuda:N or mps; unset: the best available")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from bertkit.errors import UserError
 from bertkit.scrub import PLACEHOLDERS
-from bertkit.tokenizer import SPECIAL_TOKENS, Tokenizer, build_normalizer, build_pre_tokenizer
+from bertkit.tokenizer import Tokenizer
+from bertkit.wordpiece import SPECIAL_TOKENS, WordPieceSettings, build_normalizer, build_pre_tokenizer
 
 log = logging.getLogger("bertkit")
 
@@ -236,7 +237,8 @@ def learn_pieces(
 def evaluate(tokenizer: Tokenizer, lines: Sequence[str]) -> dict:
     """Share of [UNK] among pieces and mean pieces per word on `lines`."""
     pre_tokenizer = build_pre_tokenizer()
-    normalizer = build_normalizer(tokenizer.lowercase, tokenizer.strip_accents, tokenizer.keep_hangul, True)
+    settings = tokenizer.wordpiece or WordPieceSettings()
+    normalizer = build_normalizer(settings.lowercase, settings.strip_accents, settings.keep_hangul, True)
     words = sum(len(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))) for line in lines)
     pieces = unknown = 0
     for encoding in tokenizer.encode_batch(list(lines), max_length=1_000_000):
@@ -267,7 +269,7 @@ def train_tokenizer(
         raise UserError("the corpus has no words")
     log.info("%d distinct words, %d in all", len(words), sum(words.values()))
     vocab = learn_pieces(words, vocab_size, min_frequency, coverage, progress)
-    return Tokenizer(
+    return Tokenizer.from_vocab(
         {token: i for i, token in enumerate(vocab)},
         lowercase=lowercase,
         strip_accents=strip_accents,

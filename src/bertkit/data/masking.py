@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bertkit.data.corpus import Corpus
+from bertkit.errors import UserError
 from bertkit.tokenizer import Tokenizer
 
 # Columns of the pair table: shard and token span of A, shard and token span of B, 1 when B is random.
@@ -38,6 +39,7 @@ class MaskingSettings:
     nsp: bool = True
     mask_prob: float = 0.15
     whole_word: bool = False
+    specials: int = 3  # special tokens around an instance: BERT's [CLS] A [SEP] B [SEP]
 
 
 @dataclass
@@ -68,7 +70,7 @@ def _truncate(a: list[int], b: list[int], max_tokens: int, rng: random.Random) -
 def build_pairs(corpus: Corpus, documents: Sequence[int], settings: MaskingSettings, seed: int) -> np.ndarray:
     """The pair table of one epoch over `documents` (global indices); random B comes from them too."""
     rng = random.Random(seed)
-    max_tokens = settings.max_len - (3 if settings.nsp else 2)
+    max_tokens = settings.max_len - settings.specials
     # Flat int32 (offsets within a shard stay far below 2**31): 28 bytes per instance, about a fifth of a
     # byte per corpus token, where a list of lists would take ten times as much.
     rows = array("i")
@@ -125,11 +127,13 @@ class Masker:
 
     def __init__(self, tokenizer: Tokenizer, settings: MaskingSettings) -> None:
         self.settings = settings
-        self.cls_id, self.sep_id, self.mask_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id
+        if tokenizer.mask_id is None:
+            raise UserError("the tokenizer has no mask token: masked-LM needs one (mask_token)")
+        self.template, self.mask_id = tokenizer.template, tokenizer.mask_id
         vocab = sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__)
         special = set(tokenizer.special_tokens.values())
         self.is_special = np.array([token in special for token in vocab])
-        self.is_continuation = np.array([token.startswith("##") for token in vocab])
+        self.is_continuation = np.array([tokenizer.continues_word(token) for token in vocab])
         self.replacements = np.flatnonzero(~self.is_special)
 
     def mask(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,10 +169,9 @@ class PretrainExamples(Sequence):
     def __init__(self, corpus: Corpus, pairs: np.ndarray, masker: Masker, seed: int, epoch: int) -> None:
         self.corpus, self.pairs, self.masker = corpus, pairs, masker
         self.seed, self.epoch = seed, epoch
-        nsp = masker.settings.nsp
-        # [CLS] A [SEP] B [SEP], or [CLS] A [SEP] without NSP
+        # [CLS] A [SEP] B [SEP], or [CLS] A [SEP] without NSP (or the tokenizer's own special tokens)
         self.lengths: np.ndarray = (
-            pairs[:, A_END] - pairs[:, A_START] + pairs[:, B_END] - pairs[:, B_START] + (3 if nsp else 2)
+            pairs[:, A_END] - pairs[:, A_START] + pairs[:, B_END] - pairs[:, B_START] + masker.settings.specials
         )
 
     def __len__(self) -> int:
@@ -177,13 +180,10 @@ class PretrainExamples(Sequence):
     def __getitem__(self, index: int) -> PretrainExample:
         row = self.pairs[index]
         a = self.corpus.shards[row[A_SHARD]].tokens[row[A_START] : row[A_END]]
-        parts = [[self.masker.cls_id], a, [self.masker.sep_id]]
-        types = [0] * (len(a) + 2)
-        if self.masker.settings.nsp:
-            b = self.corpus.shards[row[B_SHARD]].tokens[row[B_START] : row[B_END]]
-            parts += [b, [self.masker.sep_id]]
-            types += [1] * (len(b) + 1)
-        ids = np.concatenate(parts).astype(np.int64)
+        nsp = self.masker.settings.nsp
+        b = self.corpus.shards[row[B_SHARD]].tokens[row[B_START] : row[B_END]] if nsp else None
+        joined = self.masker.template.join(a.tolist(), None if b is None else b.tolist())
+        ids, types = np.array(joined.ids, dtype=np.int64), joined.type_ids
         rng = np.random.default_rng([self.seed, self.epoch, index])
         masked, positions, labels = self.masker.mask(ids, rng)
         return PretrainExample(masked, np.array(types, dtype=np.int64), positions, labels, int(row[IS_RANDOM]))

@@ -17,28 +17,38 @@ from torch import Tensor, nn
 from bertkit.config import ACTIVATIONS as ACTIVATION_NAMES
 from bertkit.config import ModelConfig
 from bertkit.model.dropout import Dropout
+from bertkit.model.families import WEIGHT_NAMES
 from bertkit.model.hf_dir import Pretrained
 from bertkit.model.packed import Layout, Packing, layout_for
 
 # The function of each name the config accepts, in its order: a name added there and not here fails at import.
 _GELU_TANH = functools.partial(F.gelu, approximate="tanh")
 ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (F.gelu, _GELU_TANH, _GELU_TANH, F.relu), strict=True))
+FIRST_TOKEN_ACTIVATIONS = {"tanh": torch.tanh, "gelu": F.gelu, "relu": F.relu}
 
 
 class Embeddings(nn.Module):
-    """Word + learned position + segment embeddings, then LayerNorm and dropout."""
+    """Word + learned position (+ segment) embeddings, then LayerNorm and dropout. RoBERTa's positions count
+    from after the padding id; DistilBERT has no segments; ELECTRA's narrower embeddings are projected to
+    the encoder's width."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.dim, padding_idx=config.pad_token_id)
-        self.position = nn.Embedding(config.max_len, config.dim)
-        self.segment = nn.Embedding(config.n_segments, config.dim)
-        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        width = config.embedding_size or config.dim
+        self.word = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_len, width)
+        self.segment = nn.Embedding(config.n_segments, width) if config.n_segments else None
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.p_drop_hidden)
+        self.project = nn.Linear(width, config.dim) if width != config.dim else None
+        self.position_offset = config.position_offset
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
-        embedded = self.word(input_ids) + self.position(position_ids) + self.segment(token_type_ids)
-        return self.dropout(self.norm(embedded))
+        embedded = self.word(input_ids) + self.position(position_ids + self.position_offset)
+        if self.segment is not None:
+            embedded = embedded + self.segment(token_type_ids)
+        embedded = self.dropout(self.norm(embedded))
+        return embedded if self.project is None else self.project(embedded)
 
 
 class EncoderLayer(nn.Module):
@@ -95,14 +105,16 @@ class Encoder(nn.Module):
 
 
 class Pooler(nn.Module):
-    """tanh(dense([CLS] hidden state)): the sentence vector the NSP and classification heads read."""
+    """activation(dense([CLS] hidden state)): the sentence vector the NSP and classification heads read; tanh
+    in BERT's pooler and RoBERTa's classification head, GELU in ELECTRA's, ReLU in DistilBERT's."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.dim, config.dim)
+        self.activation = FIRST_TOKEN_ACTIVATIONS[WEIGHT_NAMES[config.model_type].first_token_activation]
 
     def forward(self, cls_hidden: Tensor) -> Tensor:
-        return torch.tanh(self.dense(cls_hidden))
+        return self.activation(self.dense(cls_hidden))
 
 
 @dataclass

@@ -44,7 +44,7 @@ class BertForReplacedTokenDetection(TaskModel):
     """The generator's MLM logits at the masked positions, the input with its samples put in, and the
     discriminator's logit for every token of it (replaced or not)."""
 
-    hf_architecture = "BertForPreTraining"
+    hf_head = "ForPreTraining"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, add_pooler=False)

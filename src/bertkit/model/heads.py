@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from bertkit.config import ModelConfig
 from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
 from bertkit.model.dropout import Dropout
+from bertkit.model.families import WEIGHT_NAMES
 from bertkit.model.hf_dir import Pretrained
 
 
@@ -32,6 +33,14 @@ class TaskModel(Pretrained):
     def init_head(self, *modules: nn.Module) -> None:
         for module in modules:
             module.apply(lambda m: init_bert_weights(m, self.config.initializer_range))
+
+    def last_hidden(
+        self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None, positions: Tensor | None
+    ) -> Tensor:
+        """The last layer's states: (batch, seq, dim), or (positions, dim) at flat grid `positions` alone."""
+        if positions is None:
+            return self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        return self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions)
 
 
 class _LinearClassifier(TaskModel):
@@ -55,33 +64,31 @@ class _LinearClassifier(TaskModel):
         """For a token classifier, `positions` (flat indices into the batch*seq grid, of real tokens) gives
         the logits of those tokens alone, (positions, labels), equal to the full grid's there; past its
         attention the last layer runs for them alone."""
-        if not self.per_token:
-            features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
-        elif positions is None:
-            features = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        if self.per_token:
+            features = self.last_hidden(input_ids, attention_mask, token_type_ids, positions)
         else:
-            features = self.bert.hidden_at(input_ids, attention_mask, token_type_ids, positions)
+            features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
         return self.classifier(self.dropout(features))
 
 
 class BertForSequenceClassification(_LinearClassifier):
     """Logits (batch, labels) from the pooled [CLS] vector."""
 
-    hf_architecture = "BertForSequenceClassification"
+    hf_head = "ForSequenceClassification"
     per_token = False
 
 
 class BertForTokenClassification(_LinearClassifier):
     """Logits (batch, seq, labels), one row per token (or per token of `positions`)."""
 
-    hf_architecture = "BertForTokenClassification"
+    hf_head = "ForTokenClassification"
     per_token = True
 
 
 class BertForQuestionAnswering(TaskModel):
     """Start and end logits (batch, seq) of an answer span."""
 
-    hf_architecture = "BertForQuestionAnswering"
+    hf_head = "ForQuestionAnswering"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, add_pooler=False)
@@ -100,11 +107,14 @@ class BertForQuestionAnswering(TaskModel):
 
 
 class PredictionTransform(nn.Module):
+    """dense, activation, LayerNorm: hidden states to the embeddings' width (ELECTRA's may be narrower)."""
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.dim, config.dim)
-        self.activation = ACTIVATIONS[config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        width = config.embedding_size or config.dim
+        self.dense = nn.Linear(config.dim, width)
+        self.activation = ACTIVATIONS[WEIGHT_NAMES[config.model_type].lm_activation or config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.LayerNorm(self.activation(self.dense(hidden)))
@@ -122,6 +132,29 @@ class MaskedLMHead(nn.Module):
         return nn.functional.linear(self.transform(hidden), word_embeddings, self.bias)
 
 
+class BertForMaskedLM(TaskModel):
+    """Masked-LM logits alone: the pretraining head of every family member (BERT's adds next-sentence
+    prediction, `BertForPreTraining`). With `masked_positions`, (positions, vocab) for those tokens alone."""
+
+    hf_head = "ForMaskedLM"
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, add_pooler=False)
+        self.cls = nn.Module()
+        self.cls.predictions = MaskedLMHead(config)
+        self.init_head(self.cls)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        masked_positions: Tensor | None = None,
+    ) -> Tensor:
+        hidden = self.last_hidden(input_ids, attention_mask, token_type_ids, masked_positions)
+        return self.cls.predictions(hidden, self.bert.embeddings.word.weight)
+
+
 class PreTrainingHeads(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -137,7 +170,7 @@ class BertForPreTraining(TaskModel):
     feed-forward and attention output (for those tokens and [CLS], which the NSP head reads).
     """
 
-    hf_architecture = "BertForPreTraining"
+    hf_head = "ForPreTraining"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, add_pooler=True)

@@ -33,6 +33,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-batching", action="store_true", help="run each request alone (for comparison)")
     serve.add_argument("--precision", choices=PRECISIONS, default="auto")
     serve.add_argument("--runtime", choices=RUNTIMES, default="torch", help="onnx, onnx-int8: the exported graph")
+    serve.add_argument("--task", help="a model saved by transformers: the task to read it as (pair)")
     serve.set_defaults(run=cmd_serve)
 
 
@@ -51,5 +52,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         args.truncate == "true",
         args.precision,
         args.runtime,
+        args.task,
     )
     serve(args.model, args.host, args.port, options)

@@ -62,6 +62,7 @@ class ServeOptions:
     truncate: bool = True  # False: refuse inputs longer than the model's maximum
     precision: str = "auto"
     runtime: str = "torch"  # or onnx, onnx-int8: the graph `bertkit export` wrote beside the model
+    task: str | None = None  # a directory saved by transformers: the task to read it as (pair)
 
 
 def _fits(value: Any, is_list: bool) -> bool:
@@ -90,7 +91,8 @@ class ModelService:
         )
 
     def load(self) -> None:
-        predictor = load(self.model_dir, precision=self.options.precision, runtime=self.options.runtime)
+        options = self.options
+        predictor = load(self.model_dir, precision=options.precision, runtime=options.runtime, task=options.task)
         predictor.predict_rows([predictor.task.warm_up_row()])
         self.predictor = predictor
         self.batcher.start()
@@ -301,7 +303,7 @@ def serve(model_dir: Path, host: str, port: int, options: ServeOptions) -> None:
 
     # a wrong directory or address is a user error at once, not a server that never gets ready
     model_dir = model_directory(model_dir)
-    load_task(model_dir, Tokenizer.from_pretrained(model_dir))
+    load_task(model_dir, Tokenizer.from_pretrained(model_dir), options.task)
     if RUNTIMES[options.runtime] and not (model_dir / RUNTIMES[options.runtime]).is_file():
         raise UserError(f"{model_dir / RUNTIMES[options.runtime]}: not found (make it with `bertkit export`)")
     check_address(host, port)

@@ -28,6 +28,7 @@ from bertkit.data.batching import Batch, epoch_batches, lengths_of, pad_encoding
 from bertkit.data.readers import Row, read_lines, read_table
 from bertkit.errors import UserError
 from bertkit.model.hf_dir import Pretrained
+from bertkit.sections import read_json
 from bertkit.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -119,10 +120,26 @@ class Task(ABC):
         """The section `bertkit init` writes for a task that takes its data in its own section."""
         return {}
 
+    # transformers' heads ("ForSequenceClassification") of a directory saved without bertkit that this task reads
+    hf_heads: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def recognise(cls, directory: Path, tokenizer: Tokenizer) -> Task | None:
-        """This task for a model directory saved by another library (no task file), or None if it is not one."""
-        return None
+        """This task for a model directory saved by another library (no task file), or None if it is not one:
+        a transformers directory whose `config.json` names one of `hf_heads`, the task taking from the config
+        what it would have learnt in training (`adopt`)."""
+        config = hf_head = None
+        if cls.hf_heads and (directory / "config.json").is_file():
+            config = ModelConfig.from_json(directory / "config.json")
+            hf_head = next((head for head in cls.hf_heads if config.hf_class(head) in architectures(directory)), None)
+        if config is None or hf_head is None:
+            return None
+        task = cls(cls.settings_type(), tokenizer, directory, min(tokenizer.model_max_length, config.positions))
+        task.adopt(config, hf_head)
+        return task
+
+    def adopt(self, config: ModelConfig, hf_head: str) -> None:  # noqa: B027 (most tasks learn nothing)
+        """Take what a model saved by transformers with `hf_head` says of its task (its labels) from `config`."""
 
     def warm_up_row(self) -> Row:
         """An input that runs the model once (a server warms up on it before it says it is ready)."""
@@ -284,14 +301,29 @@ class TableTask(Task):
         return Splits(train, dev, test, used)
 
 
+def architectures(directory: Path) -> list[str]:
+    """The classes a transformers directory's `config.json` names."""
+    named = read_json(directory / "config.json").get("architectures")
+    return [str(name) for name in named] if isinstance(named, list) else []
+
+
+def source_labels(source: Path) -> list[str] | None:
+    """The label names of the model a run starts from, when it is a directory whose config names them."""
+    return ModelConfig.from_json(source / "config.json").labels if (source / "config.json").is_file() else None
+
+
 def load_model(cls: type[Pretrained], source: Path, tokenizer: Tokenizer, **config_fields) -> Pretrained:
     """A task model from a Hugging Face directory (fine-tuning), or from a model JSON (random weights)."""
     if source.is_dir():
         return cls.from_pretrained(source, **config_fields)
     config = dataclasses.replace(ModelConfig.from_json(source), **config_fields)
     config.validate(str(source))
-    if config.vocab_size != tokenizer.vocab_size:
+    if not tokenizer.fits(config.vocab_size):
         raise UserError(
             f"{source}: vocab_size {config.vocab_size} but the vocabulary has {tokenizer.vocab_size} tokens"
+        )
+    if config.pad_token_id != tokenizer.pad_id:
+        raise UserError(
+            f"{source}: pad_token_id {config.pad_token_id}, but the tokenizer's padding token has id {tokenizer.pad_id}"
         )
     return cls(config)

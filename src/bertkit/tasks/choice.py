@@ -49,7 +49,7 @@ class ChoiceSettings:
 class BertForMultipleChoice(TaskModel):
     """A score per (context, ending) pair, (pairs, 1), from the pooled [CLS] vector."""
 
-    hf_architecture = "BertForMultipleChoice"
+    hf_head = "ForMultipleChoice"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, add_pooler=True)
@@ -83,6 +83,7 @@ class ChoiceTask(TableTask):
     onnx_outputs = ("logits",)
     pipeline_tag = "multiple-choice"
     transformers_class = "AutoModelForMultipleChoice"
+    hf_heads = ("ForMultipleChoice",)
     summary = "multiple choice: which of N endings follows a context (SWAG)"
     reads = "JSONL: a context, its endings (a list) and the right ending's index"
     gives = "per row: the chosen ending and each ending's probability"

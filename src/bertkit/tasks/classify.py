@@ -14,13 +14,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.heads import BertForSequenceClassification
 from bertkit.scoring import metrics
 from bertkit.sections import setting
-from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
+from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels, source_labels
 from bertkit.tasks.problems import PROBLEMS, SingleLabel, label_set, sorted_labels
 
 log = logging.getLogger("bertkit")
@@ -63,6 +64,7 @@ class ClassificationTask(TableTask):
         "text": ("text", "sentence", "review", "document", "content", "body", "title"),
         "label": ("label", "labels", "class", "category", "target", "topic", "sentiment"),
     }
+    hf_heads = ("ForSequenceClassification",)
     labels: list[str] | None = None  # learnt from the training rows (None for regression)
 
     @property
@@ -101,6 +103,8 @@ class ClassificationTask(TableTask):
             label = self.settings.label
             raise UserError(f"{rows[0].source}: column {label!r} has only one label ({', '.join(names)})")
         self.labels = sorted_labels(names)
+        if (known := source_labels(self.model_source)) and set(known) == set(self.labels):
+            self.labels = known  # the head the run starts from keeps its meaning
 
     def check_first_rows(self, kept: Sequence[Row], rows: Sequence[Row]) -> None:
         """A sorted file's first rows hold few of some label: the run would learn the others alone."""
@@ -126,6 +130,14 @@ class ClassificationTask(TableTask):
 
     def state(self) -> dict:
         return {"labels": self.labels}
+
+    def adopt(self, config: ModelConfig, hf_head: str) -> None:
+        by_hf_name = {problem.hf_name: name for name, problem in PROBLEMS.items()}
+        if config.problem_type in by_hf_name:
+            self.settings.problem_type = by_hf_name[config.problem_type]
+        elif config.labels is not None and len(config.labels) == 1:  # transformers' rule: one output regresses
+            self.settings.problem_type = "regression"
+        self.labels = config.labels if self.problem.has_labels else None
 
     def load_state(self, state: dict) -> None:
         self.labels = saved_labels(state, required=self.problem.has_labels)

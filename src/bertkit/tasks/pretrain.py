@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, Example
 from bertkit.data.corpus import FORMATS, META, Corpus, prepare_corpus, stale_because
 from bertkit.data.masking import DEV_EPOCH, Masker, MaskingSettings, PretrainExample, PretrainExamples, build_pairs
@@ -33,7 +34,7 @@ from bertkit.data.readers import Row
 from bertkit.errors import UserError
 from bertkit.model.dropout import set_dropout
 from bertkit.model.electra import BertForReplacedTokenDetection
-from bertkit.model.heads import BertForPreTraining
+from bertkit.model.heads import BertForMaskedLM, BertForPreTraining
 from bertkit.scoring.metrics import Mean
 from bertkit.sections import read_json, setting
 from bertkit.tasks.base import Outputs, Splits, Task, load_model
@@ -121,7 +122,8 @@ class PretrainTask(Task):
     name = "pretrain"
     settings_type = PretrainSettings
     pipeline_tag = "fill-mask"
-    transformers_class = "AutoModelForPreTraining"
+    transformers_class = "AutoModelForMaskedLM"
+    hf_heads = ("ForMaskedLM", "ForPreTraining")
     reads_training_file = False  # its corpus is its section's `files`
     commands = ("train", "pretrain")
     summary = "pretrain: masked-LM and next-sentence prediction, or ELECTRA"
@@ -137,7 +139,8 @@ class PretrainTask(Task):
 
     def masking(self) -> MaskingSettings:
         s = self.settings
-        return MaskingSettings(self.max_len, s.short_seq_prob, s.nsp, s.mask_prob, s.whole_word)
+        specials = self.tokenizer.template.special_count(pair=s.nsp)
+        return MaskingSettings(self.max_len, s.short_seq_prob, s.nsp, s.mask_prob, s.whole_word, specials)
 
     def data(self, output_dir: str | Path, seed: int) -> PretrainingData:
         """Tokenise the corpus into shards unless it is prepared already, and set aside the dev documents."""
@@ -186,10 +189,30 @@ class PretrainTask(Task):
             used["dev"] = f"the first {data.train_documents.start:,} documents of the same, held out"
         return Splits(data.epoch, data.dev, used=used)
 
-    def build_model(self) -> BertForPreTraining | BertForReplacedTokenDetection:
+    def adopt(self, config: ModelConfig, hf_head: str) -> None:
+        """A masked-LM from transformers predicts the tokens at its masks; BERT's pretraining model also has
+        next-sentence prediction. ELECTRA's discriminator (ElectraForPreTraining) predicts no tokens."""
+        if config.hf_class(hf_head) not in ("BertForPreTraining", config.hf_class("ForMaskedLM")):
+            raise UserError(f"{self.model_source}: {config.hf_class(hf_head)} predicts no tokens; fine-tune it")
+        self.settings.nsp = hf_head == "ForPreTraining"
+
+    def build_model(self) -> BertForPreTraining | BertForMaskedLM | BertForReplacedTokenDetection:
         """Continue from a Hugging Face directory (heads it lacks start fresh), or start from a model JSON,
-        whose embeddings then take the vocabulary's size."""
-        cls = BertForReplacedTokenDetection if self.electra else BertForPreTraining
+        whose embeddings then take the vocabulary's size. Masked-LM alone has its own model, which every
+        family member has in transformers; next-sentence prediction and ELECTRA are BERT's."""
+        cls = (
+            BertForReplacedTokenDetection
+            if self.electra
+            else BertForPreTraining
+            if self.settings.nsp
+            else BertForMaskedLM
+        )
+        source = self.model_source / "config.json" if self.model_source.is_dir() else self.model_source
+        if cls is not BertForMaskedLM and (model_type := ModelConfig.from_json(source).model_type) != "bert":
+            raise UserError(
+                f"{source}: a {model_type} model pretrains with masked-LM alone: set pretrain.nsp false "
+                f"(and pretrain.objective mlm)"
+            )
         if self.model_source.is_dir():
             model = cls.from_pretrained(self.model_source)
         else:
@@ -218,8 +241,10 @@ class PretrainTask(Task):
     def forward(self, model: nn.Module, batch: Batch) -> Outputs:
         inputs = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
         if not self.electra:
-            mlm_logits, nsp_logits = model(*inputs, masked_positions=batch["masked_positions"])
-            return {"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}
+            logits = model(*inputs, masked_positions=batch["masked_positions"])
+            if isinstance(logits, Tensor):  # masked-LM alone
+                return {"mlm_logits": logits}
+            return {"mlm_logits": logits[0], "nsp_logits": logits[1]}
         mlm_logits, rtd_logits, corrupted = model(*inputs, masked_positions=batch["masked_positions"])
         outputs = {"mlm_logits": mlm_logits, "rtd_logits": rtd_logits}
         if "mlm_labels" in batch.tensors:  # which tokens the generator's samples replaced
@@ -246,8 +271,8 @@ class PretrainTask(Task):
 
     @property
     def leaves_parameters_unused(self) -> bool:
-        """Without next-sentence prediction, its head and the pooler under it get no gradient."""
-        return not self.settings.nsp
+        """ELECTRA's generator is a BERT pretraining model whose next-sentence head and pooler get no gradient."""
+        return self.electra
 
     @classmethod
     def starter_settings(cls, data_file: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import Row
 from bertkit.data.squad import read_questions
@@ -120,6 +121,7 @@ class QATask(TableTask):
     reads = "SQuAD JSON, or JSONL: question, context and answers"
     gives = "per question: the answer, its character span and probability, and the null odds"
     transformers_class = "AutoModelForQuestionAnswering"
+    hf_heads = ("ForQuestionAnswering",)
     windowed = True
     main_metric = "f1"
     version: str | None = None  # "1.1" or "2.0", from the settings or the training data
@@ -147,6 +149,13 @@ class QATask(TableTask):
     def state(self) -> dict:
         return {"version": self.version}
 
+    def adopt(self, config: ModelConfig, hf_head: str) -> None:
+        """A config does not say whether the model learnt to abstain: it answers every question, as
+        transformers' pipeline does by default. Windows keep SQuAD's proportions where the model is shorter."""
+        self.version = "1.1"
+        self.settings.max_query_length = min(self.settings.max_query_length, self.max_len // 4)
+        self.settings.doc_stride = min(self.settings.doc_stride, self.max_len // 4)
+
     def load_state(self, state: dict) -> None:
         if state.get("version") not in ("1.1", "2.0"):
             raise ValueError("'version' must be 1.1 or 2.0")
@@ -159,7 +168,7 @@ class QATask(TableTask):
         examples = []
         for index, (row, question, context) in enumerate(zip(rows, questions, contexts, strict=True)):
             query = question.ids[: settings.max_query_length]
-            size = self.max_len - len(query) - 3
+            size = self.max_len - len(query) - tokenizer.template.special_count(pair=True)
             if size <= settings.doc_stride:
                 raise UserError(
                     f"config: max_len {self.max_len} leaves {size} passage tokens a window after a question of "
@@ -169,14 +178,20 @@ class QATask(TableTask):
             record = Question(str(row.fields.get("id", index)), str(row["context"]), None)
             if answers is not None:
                 record.answers = [a["text"] for a in answers]
-            head = [tokenizer.cls_id, *query, tokenizer.sep_id]
             for start, end in windows(len(context.ids), size, settings.doc_stride):
-                ids = [*head, *context.ids[start:end], tokenizer.sep_id]
-                offsets = context.offsets[start:end]
-                target = None if answers is None else _target(offsets, answers, len(head))
-                types = [0] * len(head) + [1] * (end - start + 1)
+                joined = tokenizer.template.join(query, context.ids[start:end])
+                offsets, passage_start = context.offsets[start:end], joined.starts[1]
+                target = None if answers is None else _target(offsets, answers, passage_start)
                 examples.append(
-                    QAExample(ids, types, target, index, offsets, len(head), record if start == 0 else None)
+                    QAExample(
+                        joined.ids,
+                        joined.type_ids,
+                        target,
+                        index,
+                        offsets,
+                        passage_start,
+                        record if start == 0 else None,
+                    )
                 )
         return examples
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bertkit.config import ModelConfig
 from bertkit.data.batching import Batch, Example
 from bertkit.data.readers import CONLL_SUFFIXES, Row, read_conll, read_table
 from bertkit.data.windows import windows
@@ -28,7 +29,7 @@ from bertkit.model.heads import BertForTokenClassification
 from bertkit.scoring import entities
 from bertkit.scoring.metrics import Mean
 from bertkit.sections import setting
-from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels
+from bertkit.tasks.base import Outputs, TableTask, load_model, saved_labels, source_labels
 
 log = logging.getLogger("bertkit")
 IGNORED = -100
@@ -46,7 +47,7 @@ class TagSettings:
     text: str = setting("text", "the field of raw text to tag (prediction)")
     stride: int | None = setting(
         None,
-        "sub-tokens two windows of a long sentence share, at least 0 and below max_len - 2; "
+        "sub-tokens two windows of a long sentence share, at least 0 and below max_len less the special tokens; "
         "unset: a quarter of a window",
     )
 
@@ -92,6 +93,7 @@ class TagTask(TableTask):
     column_guesses = {"tokens": ("tokens", "words"), "tags": ("tags", "ner_tags", "labels")}
     prediction_formats = ("jsonl", "conll")
     transformers_class = "AutoModelForTokenClassification"
+    hf_heads = ("ForTokenClassification",)
     windowed = True
     main_metric = "f1"
     labels: list[str] | None = None  # "O" first, then by type: learnt from the training sentences
@@ -174,11 +176,16 @@ class TagTask(TableTask):
         sentences = [self._sentence(row, True) for row in rows]
         found = {tag for sentence in sentences for tag in sentence.tags} - {"O"}
         self.labels = ["O", *sorted(found, key=_label_key)]
+        if (known := source_labels(self.model_source)) and set(known) == set(self.labels):
+            self.labels = known  # the head the run starts from keeps its meaning
         scheme = entities.detect_scheme([row[self.settings.tags] for row in rows])
         log.info("%s: %d tags (%s, read as IOB2): %s", rows[0].source, len(self.labels), scheme, " ".join(self.labels))
 
     def state(self) -> dict:
         return {"labels": self.labels}
+
+    def adopt(self, config: ModelConfig, hf_head: str) -> None:
+        self.labels = config.labels or ["LABEL_0", "LABEL_1"]
 
     def load_state(self, state: dict) -> None:
         self.labels = saved_labels(state)
@@ -187,10 +194,12 @@ class TagTask(TableTask):
         sentences = [self._sentence(row, with_targets) for row in rows]
         pretokenized = [s.words if s.text is None else s.text for s in sentences]
         label_ids = {tag: i for i, tag in enumerate(self.labels)}
-        size, examples, split, silent = self.max_len - 2, [], 0, 0
+        size, examples, split, silent = self.max_len - self.tokenizer.template.special_count(), [], 0, 0
         stride = size // 4 if self.settings.stride is None else self.settings.stride
         if stride >= size:
-            raise UserError(f"config: key 'tag.stride' ({stride}) must be below max_len - 2 ({size})")
+            raise UserError(
+                f"config: key 'tag.stride' ({stride}) must be below max_len less the special tokens ({size})"
+            )
         for index, (row, sentence, encoding) in enumerate(
             zip(rows, sentences, self.tokenizer.encode_words(pretokenized), strict=True)
         ):
@@ -209,15 +218,21 @@ class TagTask(TableTask):
             spans = windows(len(word_ids), size, stride)
             split += len(spans) > 1
             for start, end in spans:
+                joined = self.tokenizer.template.join(encoding.ids[start:end])
+                offset = joined.starts[0]  # where the window's first token sits, after the special tokens
                 words = [
-                    (p - start + 1, word_ids[p], min(p - start, end - 1 - p) + 0.01 * (end - start))
+                    (p - start + offset, word_ids[p], min(p - start, end - 1 - p) + 0.01 * (end - start))
                     for p in first
                     if start <= p < end
                 ]
-                ids = [self.tokenizer.cls_id, *encoding.ids[start:end], self.tokenizer.sep_id]
-                target = [IGNORED, *labels[start:end], IGNORED] if with_targets else None
+                target = None
+                if with_targets:
+                    target = [IGNORED] * len(joined.ids)
+                    target[offset : offset + end - start] = labels[start:end]
                 examples.append(
-                    TagExample(ids, [0] * len(ids), target, index, None, words, sentence if start == 0 else None)
+                    TagExample(
+                        joined.ids, joined.type_ids, target, index, None, words, sentence if start == 0 else None
+                    )
                 )
         if silent:
             log.info(
