@@ -45,7 +45,8 @@ def training_flops(config: ModelConfig, attention_mask: torch.Tensor, masked: in
     still counts, as in the usual definition of model FLOPs utilisation."""
     dim, layers = config.dim, config.n_layers
     lengths = attention_mask.sum(dim=1).double()
-    per_token = layers * 2 * (4 * dim * dim + 2 * dim * config.dim_ff)
+    # the feed-forward's first layer is twice as wide where it carries a gate (ModernBERT's GeGLU)
+    per_token = layers * 2 * (4 * dim * dim + (config.ff_in_width + config.dim_ff) * dim)
     attention = layers * 4 * dim * (lengths**2).sum()  # scores and weighted values, 2*n*n*dim each
     heads = 2 * dim * dim * len(lengths) + masked * 2 * (dim * dim + dim * config.vocab_size)
     return 3 * float(per_token * lengths.sum() + attention + heads)

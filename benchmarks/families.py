@@ -13,7 +13,7 @@ import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-MODEL_TYPES = ("roberta", "xlm-roberta", "electra", "distilbert")
+MODEL_TYPES = ("roberta", "xlm-roberta", "electra", "distilbert", "modernbert")
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
     "Paris is the capital of France, and Seoul is the capital of Korea.",
@@ -71,6 +71,7 @@ TOKENIZERS = {
     "xlm-roberta": unigram_tokenizer,
     "electra": wordpiece_tokenizer,
     "distilbert": wordpiece_tokenizer,
+    "modernbert": wordpiece_tokenizer,
 }
 
 
@@ -78,11 +79,18 @@ def hf_config(
     model_type: str, vocab_size: int, pad_token_id: int, width: int = 32, layers: int = 2, dropout: float = 0.0, **extra
 ) -> transformers.PretrainedConfig:
     """`layers` layers `width` wide, a head per 8 dimensions, 128 positions; ELECTRA's embeddings half as wide
-    (so projected)."""
+    (so projected); ModernBERT's second layer local."""
     heads = max(1, width // 8)
     if model_type == "distilbert":
         shape = {"dim": width, "n_layers": layers, "n_heads": heads, "hidden_dim": 2 * width}
         shape |= {"dropout": dropout, "attention_dropout": dropout, "max_position_embeddings": 128}
+    elif model_type == "modernbert":
+        shape = {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads}
+        shape |= {"intermediate_size": 2 * width, "mlp_dropout": dropout, "attention_dropout": dropout}
+        # every other layer local, with a window shorter than the test texts
+        shape |= {"max_position_embeddings": 128, "global_attn_every_n_layers": 2, "local_attention": 8}
+        shape |= {"classifier_pooling": "mean"}
+        shape |= dict.fromkeys(("cls_token_id", "bos_token_id", "eos_token_id", "sep_token_id"), None)
     else:
         shape = {"hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads}
         shape |= {

@@ -1,4 +1,5 @@
-"""Pretraining steps of bertkit against transformers' BertForPreTraining, on the same batches."""
+"""Pretraining steps of bertkit against transformers' BertForPreTraining (with NSP) or its masked-LM class of
+the model's family (`ModernBertForMaskedLM`, ...), on the same batches."""
 
 from __future__ import annotations
 
@@ -44,28 +45,28 @@ class SideBySide:
         """transformers' loss on bertkit's batch, computed as `BertForPreTraining` computes it (cross-entropy
         over every position's logits, unmasked ones ignored), MLM plus NSP where the run trains it: the model
         gives a loss only when it has both kinds of labels."""
-        out = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-        )
+        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+        if not self.ours.config.n_segments:  # DistilBERT and ModernBERT take no segments
+            del inputs["token_type_ids"]
+        out = model(**inputs)
         labels = torch.full_like(batch["input_ids"], -100)
         labels.view(-1)[batch["masked_positions"]] = batch["mlm_labels"]
-        loss = F.cross_entropy(out.prediction_logits.flatten(0, 1), labels.flatten())
+        logits = out.prediction_logits if self.task.settings.nsp else out.logits
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
         if self.task.settings.nsp:
             loss = loss + F.cross_entropy(out.seq_relationship_logits, batch["nsp_labels"])
         return loss
 
 
 def side_by_side(config: RunConfig, n_batches: int, device: str | None) -> SideBySide:
-    from transformers import BertForPreTraining
+    from transformers import AutoModelForMaskedLM, BertForPreTraining
 
     target = pick_device(device)
     task = build_task(config)
     examples = task.data(config.output_dir, config.train.seed).epoch(0)
     torch.manual_seed(config.train.seed)
     ours = task.build_model()
-    theirs = transformers_copy(ours, BertForPreTraining)
+    theirs = transformers_copy(ours, BertForPreTraining if task.settings.nsp else AutoModelForMaskedLM)
     if task.settings.dropout is not None:  # the saved config keeps the model's own dropout: give theirs the run's
         set_dropout(theirs, task.settings.dropout)
     set_unpad(ours, config.train.unpad)

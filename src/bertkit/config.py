@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from bertkit.errors import UserError
-from bertkit.hf_keys import HF_IGNORED, HF_NAMES, HF_UNSUPPORTED, MODEL_TYPES, Spelling, unread_hf_key
+from bertkit.hf_keys import (
+    HF_IGNORED,
+    HF_NAMES,
+    HF_UNSUPPORTED,
+    MODEL_TYPES,
+    Spelling,
+    modern_from_hf,
+    modern_to_hf,
+    unread_hf_key,
+)
 from bertkit.sections import build_section, read_json, setting
 
 log = logging.getLogger("bertkit")
@@ -32,6 +41,15 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 REPORT_TO = ("tensorboard",)  # what `train.report_to` may name
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MODERN_SETTINGS = (
+    "local_attention",
+    "global_every",
+    "global_rope_theta",
+    "local_rope_theta",
+    "biases",
+    "classifier_pooling",
+    "classifier_activation",
+)
 
 
 def _label_ids(value: Any, source: str) -> dict[int, str]:
@@ -76,6 +94,17 @@ class ModelConfig:
     embedding_size: int | None = setting(
         None, "width of the embeddings when below `dim` (ELECTRA's), projected to `dim`; unset: `dim`"
     )
+    local_attention: int = setting(
+        128, "modernbert: the window of local attention layers (each token sees half on either side), at least 2"
+    )
+    global_every: int = setting(
+        1, "modernbert: every n-th layer from the first attends globally, the others locally; 1: all global"
+    )
+    global_rope_theta: float = setting(160000.0, "modernbert: rotary base of the global layers, above 0")
+    local_rope_theta: float = setting(10000.0, "modernbert: rotary base of the local layers, above 0")
+    biases: bool = setting(True, "modernbert: LayerNorms and linear layers have biases (the BERT family's always do)")
+    classifier_pooling: str = setting("cls", "modernbert: what classification heads read: cls (first token) or mean")
+    classifier_activation: str = setting("gelu", "modernbert: activation of the heads' dense layer, as hidden_act")
     id2label: dict | None = setting(None, "label names by id, written by the task (a map of 0..n-1 to distinct names)")
     problem_type: str | None = setting(
         None, "written by the task: single_label_classification, multi_label_classification or regression"
@@ -95,6 +124,7 @@ class ModelConfig:
                 raise UserError(f"{source}: key 'embedding_size' is ELECTRA's; a {self.model_type} model has none")
             if not 0 < self.embedding_size <= SHAPE_LIMITS["dim"]:
                 raise UserError(f"{source}: key 'embedding_size' must be in [1, {SHAPE_LIMITS['dim']}]")
+        self._validate_modern(source)
         if self.positions < 1:
             raise UserError(f"{source}: key 'max_len' ({self.max_len}) leaves no position after the padding id")
         if self.dim % self.n_heads:
@@ -111,6 +141,24 @@ class ModelConfig:
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise UserError(f"{source}: key 'pad_token_id' ({self.pad_token_id}) is outside the vocabulary")
 
+    def _validate_modern(self, source: str) -> None:
+        if self.model_type != "modernbert":
+            fresh = ModelConfig()
+            for key in MODERN_SETTINGS:
+                if getattr(self, key) != getattr(fresh, key):
+                    raise UserError(f"{source}: key '{key}' is ModernBERT's; a {self.model_type} model has none")
+            return
+        if self.local_attention < 2 or self.global_every < 1:
+            raise UserError(f"{source}: keys 'local_attention' (>= 2) and 'global_every' (>= 1) are out of range")
+        if not self.global_rope_theta > 0 or not self.local_rope_theta > 0:
+            raise UserError(f"{source}: keys 'global_rope_theta' and 'local_rope_theta' must be above 0")
+        if self.classifier_pooling not in ("cls", "mean"):
+            raise UserError(f"{source}: key 'classifier_pooling' must be cls or mean, got {self.classifier_pooling!r}")
+        if self.classifier_activation not in ACTIVATIONS:
+            raise UserError(f"{source}: key 'classifier_activation' must be one of {ACTIVATIONS}")
+        if (self.dim // self.n_heads) % 2:
+            raise UserError(f"{source}: rotary positions need an even head width ('dim' / 'n_heads')")
+
     @property
     def spelling(self) -> Spelling:
         return MODEL_TYPES[self.model_type]
@@ -124,6 +172,11 @@ class ModelConfig:
     def positions(self) -> int:
         """The longest sequence the position embeddings allow."""
         return self.max_len - self.position_offset
+
+    @property
+    def ff_in_width(self) -> int:
+        """Rows of the feed-forward's first layer: ModernBERT's gives the gate too (GeGLU)."""
+        return 2 * self.dim_ff if self.model_type == "modernbert" else self.dim_ff
 
     def hf_class(self, head: str) -> str:
         """transformers' class of this family with `head` ("Model", "ForSequenceClassification", ...)."""
@@ -152,8 +205,10 @@ class ModelConfig:
             if data.get(key, supported) != supported:
                 raise UserError(f"{source}: key '{key}' = {data[key]!r} is not supported (only {supported!r})")
         spelling = MODEL_TYPES[model_type]
+        data = dict(data)
+        modern = modern_from_hf(data, source) if model_type == "modernbert" else {}
         classic_of = {hf: classic for classic, hf in spelling.names.items()}
-        values: dict[str, Any] = {"model_type": model_type, **spelling.fixed}
+        values: dict[str, Any] = {"model_type": model_type, **spelling.fixed, **modern}
         for key, value in data.items():
             if value is None:  # null: unset, as transformers reads it
                 continue
@@ -179,7 +234,11 @@ class ModelConfig:
         data.update({hf: getattr(self, classic) for classic, hf in self.spelling.names.items()})
         if "embedding_size" in data:  # transformers' ELECTRA default is not `hidden_size`: always written
             data["embedding_size"] = self.embedding_size or self.dim
-        data["position_embedding_type"] = "absolute"
+        if self.model_type == "modernbert":
+            thetas = (self.global_rope_theta, self.local_rope_theta)
+            data |= modern_to_hf(self.n_layers, self.global_every, thetas, self.biases)
+        else:
+            data["position_embedding_type"] = "absolute"
         if self.id2label:
             data["id2label"] = {str(i): name for i, name in self.id2label.items()}
             data["label2id"] = {name: i for i, name in self.id2label.items()}

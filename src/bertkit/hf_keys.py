@@ -44,6 +44,28 @@ DISTILBERT_NAMES = {
     "initializer_range": "initializer_range",
 }
 
+# ModernBERT's; its attention window, layer pattern, rotary bases and biases are read by `modern_from_hf`.
+MODERNBERT_NAMES = {
+    "dim": "hidden_size",
+    "dim_ff": "intermediate_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "p_drop_attn": "attention_dropout",
+    "p_drop_hidden": "mlp_dropout",
+    "max_len": "max_position_embeddings",
+    "vocab_size": "vocab_size",
+    "layer_norm_eps": "norm_eps",
+    "pad_token_id": "pad_token_id",
+    "hidden_act": "hidden_activation",
+    "initializer_range": "initializer_range",
+    "local_attention": "local_attention",
+    "classifier_pooling": "classifier_pooling",
+    "classifier_activation": "classifier_activation",
+}
+MODERN_BIASES = ("norm_bias", "attention_bias", "mlp_bias", "classifier_bias")
+# transformers' defaults, for a config.json that leaves them out
+MODERN_DEFAULTS = {"global_rope_theta": 160000.0, "local_rope_theta": 10000.0, "global_attn_every_n_layers": 3}
+
 
 @dataclass(frozen=True)
 class Spelling:
@@ -74,6 +96,18 @@ MODEL_TYPES = {
         DISTILBERT_NAMES,
         {"n_segments": 0, "layer_norm_eps": 1e-12},
         ignored=frozenset("qa_dropout seq_classif_dropout tie_weights_".split()),
+    ),
+    # Pre-norm, GeGLU, rotary positions, local and global attention; no segments, no position embeddings.
+    "modernbert": Spelling(
+        "ModernBert",
+        MODERNBERT_NAMES,
+        {"n_segments": 0},
+        ignored=frozenset(
+            (
+                "initializer_cutoff_factor cls_token_id embedding_dropout deterministic_flash_attn "
+                "sparse_prediction sparse_pred_ignore_index reference_compile repad_logits_with_grad"
+            ).split()
+        ),
     ),
 }
 
@@ -110,7 +144,64 @@ HF_UNSUPPORTED = {
 
 def unread_hf_key(key: str, source: str) -> None:
     """A key bertkit does not read: an error when it looks like a misspelt network setting, else a warning."""
-    network_keys = [*HF_NAMES.values(), *DISTILBERT_NAMES.values(), *HF_UNSUPPORTED]
+    network_keys = [*HF_NAMES.values(), *DISTILBERT_NAMES.values(), *MODERNBERT_NAMES.values(), *HF_UNSUPPORTED]
     if close := difflib.get_close_matches(key, network_keys, n=1, cutoff=0.8):
         raise UserError(f"{source}: unknown key '{key}' (did you mean '{close[0]}'?)")
     log.warning("%s: key '%s' is not read by bertkit (it does not change a BERT network)", source, key)
+
+
+def modern_from_hf(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """ModernBERT's layer pattern, rotary bases and biases from its config.json, as bertkit's settings; the
+    keys it consumes are removed from `data`. transformers 5 writes `layer_types` and `rope_parameters`,
+    earlier versions `global_attn_every_n_layers` and `global_rope_theta` / `local_rope_theta`."""
+    values: dict[str, Any] = {}
+    biases = {data.pop(key, False) for key in MODERN_BIASES}
+    if len(biases) != 1:
+        raise UserError(f"{source}: keys {', '.join(MODERN_BIASES)} must agree (bertkit builds all or none)")
+    values["biases"] = biases.pop()
+    if data.pop("decoder_bias", True) is not True:
+        raise UserError(f"{source}: key 'decoder_bias' = false is not supported (only true)")
+    every = data.pop("global_attn_every_n_layers", MODERN_DEFAULTS["global_attn_every_n_layers"])
+    layer_types = data.pop("layer_types", None)
+    if isinstance(layer_types, list) and layer_types:
+        every = next(
+            (n for n in range(1, len(layer_types) + 1) if layer_types == modern_layer_types(len(layer_types), n)),
+            None,
+        )
+        if every is None:
+            raise UserError(f"{source}: key 'layer_types' must make every n-th layer, from the first, global")
+    values["global_every"] = every
+    rope = data.pop("rope_parameters", None) or {}
+    thetas = {"full_attention": "global_rope_theta", "sliding_attention": "local_rope_theta"}
+    for layer_type, key in thetas.items():
+        theta = data.pop(key, MODERN_DEFAULTS[key])
+        if isinstance(rope, dict) and isinstance(rope.get(layer_type), dict):
+            if rope[layer_type].get("rope_type", "default") != "default":
+                raise UserError(f"{source}: key 'rope_parameters' scales {layer_type}; only the default is supported")
+            theta = rope[layer_type].get("rope_theta", theta)
+        values[key] = theta
+    if data.pop("rope_scaling", None) is not None:
+        raise UserError(f"{source}: key 'rope_scaling' is not supported (only none)")
+    return values
+
+
+def modern_layer_types(n_layers: int, every: int) -> list[str]:
+    """transformers' names of each layer's attention: global on every `every`-th layer from the first."""
+    return ["sliding_attention" if i % every else "full_attention" for i in range(n_layers)]
+
+
+def modern_to_hf(n_layers: int, global_every: int, thetas: tuple[float, float], biases: bool) -> dict[str, Any]:
+    """The keys of ModernBERT's config.json that `modern_from_hf` reads."""
+    return {
+        "layer_types": modern_layer_types(n_layers, global_every),
+        "global_attn_every_n_layers": global_every,
+        "rope_parameters": {
+            "full_attention": {"rope_type": "default", "rope_theta": thetas[0]},
+            "sliding_attention": {"rope_type": "default", "rope_theta": thetas[1]},
+        },
+        **dict.fromkeys(MODERN_BIASES, biases),
+        "decoder_bias": True,
+        "tie_word_embeddings": True,
+        # transformers' defaults are ids of ModernBERT's own vocabulary; the network reads none of them
+        **dict.fromkeys(("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id"), None),
+    }

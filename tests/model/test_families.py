@@ -1,6 +1,6 @@
-"""RoBERTa, XLM-RoBERTa, ELECTRA and DistilBERT: small random models and tokenizers saved by transformers load
-in bertkit with transformers' outputs, and bertkit saves them back in the same `model_type`, loadable by
-transformers' Auto classes with equal outputs."""
+"""RoBERTa, XLM-RoBERTa, ELECTRA, DistilBERT and ModernBERT: small random models and tokenizers saved by
+transformers load in bertkit with transformers' outputs, and bertkit saves them back in the same `model_type`,
+loadable by transformers' Auto classes with equal outputs."""
 
 import pytest
 import torch
@@ -100,5 +100,7 @@ def test_an_unsupported_model_type_names_the_supported_ones(root, tmp_path):
     directory = hf_directory(root, "roberta")
     config = (directory / "config.json").read_text().replace('"roberta"', '"deberta-v2"')
     (tmp_path / "config.json").write_text(config)
-    with pytest.raises(UserError, match="'deberta-v2'; bertkit reads bert, roberta, xlm-roberta, electra, distilbert"):
+    with pytest.raises(
+        UserError, match="'deberta-v2'; bertkit reads bert, roberta, xlm-roberta, electra, distilbert, modernbert"
+    ):
         ModelConfig.from_json(tmp_path / "config.json")

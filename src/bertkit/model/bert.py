@@ -14,17 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bertkit.config import ACTIVATIONS as ACTIVATION_NAMES
 from bertkit.config import ModelConfig
+from bertkit.model.activations import ACTIVATIONS, FIRST_TOKEN_ACTIVATIONS
 from bertkit.model.dropout import Dropout
 from bertkit.model.families import WEIGHT_NAMES
 from bertkit.model.hf_dir import Pretrained
+from bertkit.model.modern import ModernEmbeddings, ModernEncoder, ModernHead
 from bertkit.model.packed import Layout, Packing, layout_for
-
-# The function of each name the config accepts, in its order: a name added there and not here fails at import.
-_GELU_TANH = functools.partial(F.gelu, approximate="tanh")
-ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (F.gelu, _GELU_TANH, _GELU_TANH, F.relu), strict=True))
-FIRST_TOKEN_ACTIVATIONS = {"tanh": torch.tanh, "gelu": F.gelu, "relu": F.relu}
 
 
 class Embeddings(nn.Module):
@@ -143,7 +139,8 @@ def init_bert_weights(module: nn.Module, std: float) -> None:
             module.weight[module.padding_idx].zero_()
     if isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class BertModel(Pretrained):
@@ -154,14 +151,23 @@ class BertModel(Pretrained):
     function; after a packed forward, hidden states at padding are zeros.
     """
 
-    def __init__(self, config: ModelConfig, add_pooler: bool = True) -> None:
+    def __init__(self, config: ModelConfig, add_pooler: bool | None = None, token_head: bool = False) -> None:
+        """`add_pooler`: the dense layer over the first token (unset: as the family's base model has it);
+        `token_head`: a per-token head reads the encoder (ModernBERT's read it through that same layer)."""
         super().__init__()
         self.config = config
         self.unpad = True
-        self.embeddings = Embeddings(config)
-        self.encoder = Encoder(config)
-        self.pooler = Pooler(config) if add_pooler else None
+        if config.model_type == "modernbert":
+            self.embeddings, self.encoder = ModernEmbeddings(config), ModernEncoder(config)
+            self.pooler = ModernHead(config) if add_pooler or token_head else None
+        else:
+            self.embeddings, self.encoder = Embeddings(config), Encoder(config)
+            self.pooler = Pooler(config) if add_pooler is not False else None
         self.apply(lambda module: init_bert_weights(module, config.initializer_range))
+
+    def token_features(self, hidden: Tensor) -> Tensor:
+        """What a per-token head reads of the last hidden states: ModernBERT's, its `head` over them."""
+        return self.pooler(hidden) if isinstance(self.pooler, ModernHead) else hidden
 
     def forward(
         self,
@@ -184,6 +190,8 @@ class BertModel(Pretrained):
         """Only the pooled (batch, dim) vector, equal to `forward(...).pooler_output`. The last layer runs for
         the [CLS] tokens alone, which saves most of that layer's work."""
         hidden, layout = self.embed(input_ids, attention_mask, token_type_ids)
+        if self.config.classifier_pooling == "mean":  # ModernBERT's heads may read the mean of the tokens
+            return self.pooler(layout.mean(self.encoder(hidden, layout)))
         return self.pooler(self.encoder(hidden, layout, first_tokens_only=True))
 
     def hidden_at(

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
-from bertkit.model.bert import ACTIVATIONS
+from bertkit.model.activations import ACTIVATIONS
 from bertkit.model.heads import BertForPreTraining, TaskModel
 
 GENERATOR_SCALE = 4  # the generator is a quarter of the discriminator's width, as the ELECTRA paper finds best

@@ -35,6 +35,17 @@ DISTILBERT_ENCODER = (
     ("encoder.layers.{i}.ff_out.", "transformer.layer.{i}.ffn.lin2."),
     ("encoder.layers.{i}.ff_norm.", "transformer.layer.{i}.output_layer_norm."),
 )
+MODERNBERT_ENCODER = (
+    ("embeddings.word.", "embeddings.tok_embeddings."),
+    ("embeddings.norm.", "embeddings.norm."),
+    ("encoder.layers.{i}.attn_norm.", "layers.{i}.attn_norm."),
+    ("encoder.layers.{i}.qkv.", "layers.{i}.attn.Wqkv."),  # already fused, in bertkit's order
+    ("encoder.layers.{i}.attn_out.", "layers.{i}.attn.Wo."),
+    ("encoder.layers.{i}.ff_norm.", "layers.{i}.mlp_norm."),
+    ("encoder.layers.{i}.ff_in.", "layers.{i}.mlp.Wi."),
+    ("encoder.layers.{i}.ff_out.", "layers.{i}.mlp.Wo."),
+    ("encoder.final_norm.", "final_norm."),
+)
 BERT_LM = (
     ("cls.predictions.transform.dense.", "cls.predictions.transform.dense."),
     ("cls.predictions.transform.LayerNorm.", "cls.predictions.transform.LayerNorm."),
@@ -55,8 +66,8 @@ class WeightNames:
 
     prefix: str
     encoder: tuple[tuple[str, str], ...]
-    qkv: str  # the three attention projections, `{i}` the layer and `{part}` one of `qkv_parts`
-    qkv_parts: tuple[str, str, str]
+    qkv: str | None  # the three attention projections, `{i}` the layer and `{part}` one of `qkv_parts`; None: fused
+    qkv_parts: tuple[str, ...]
     first_token_activation: str  # of the dense layer over the first token: BERT's pooler's, or the head's
     lm_activation: str | None  # of the masked-LM transform; None: the config's `hidden_act`
     heads: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
@@ -89,6 +100,7 @@ _ROBERTA = WeightNames(
     aliases={"lm_head.decoder.bias": "lm_head.bias"},
     not_weights=("lm_head.decoder.weight", "embeddings.token_type_ids"),
 )
+_MODERN_HEAD = (("bert.pooler.dense.", "head.dense."), ("bert.pooler.norm.", "head.norm."))
 WEIGHT_NAMES = {
     "bert": WeightNames(
         "bert.",
@@ -117,6 +129,21 @@ WEIGHT_NAMES = {
             ),
         },
         not_weights=("generator_lm_head.weight",),
+    ),
+    "modernbert": WeightNames(
+        "model.",
+        encoder=MODERNBERT_ENCODER,
+        qkv=None,
+        qkv_parts=(),
+        first_token_activation="gelu",  # unused: its heads' dense layer takes `classifier_activation`
+        lm_activation=None,
+        heads={
+            # every head reads the encoder through `head` (dense, activation, norm), bertkit's pooler
+            **dict.fromkeys(("ForSequenceClassification", "ForTokenClassification", "ForMultipleChoice"), _MODERN_HEAD),
+            "ForQuestionAnswering": (*_MODERN_HEAD, ("qa_outputs.", "classifier.")),
+            "ForMaskedLM": _lm_head("head.dense.", "head.norm.", "decoder.bias"),
+        },
+        not_weights=("decoder.weight",),
     ),
     "distilbert": WeightNames(
         "distilbert.",

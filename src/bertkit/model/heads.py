@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from bertkit.config import ModelConfig
-from bertkit.model.bert import ACTIVATIONS, BertModel, init_bert_weights
+from bertkit.model.activations import ACTIVATIONS
+from bertkit.model.bert import BertModel, init_bert_weights
 from bertkit.model.dropout import Dropout
 from bertkit.model.families import WEIGHT_NAMES
 from bertkit.model.hf_dir import Pretrained
@@ -25,10 +26,10 @@ def num_labels(config: ModelConfig) -> int:
 
 
 class TaskModel(Pretrained):
-    def __init__(self, config: ModelConfig, add_pooler: bool) -> None:
+    def __init__(self, config: ModelConfig, add_pooler: bool, token_head: bool = False) -> None:
         super().__init__()
         self.config = config
-        self.bert = BertModel(config, add_pooler=add_pooler)
+        self.bert = BertModel(config, add_pooler, token_head)
 
     def init_head(self, *modules: nn.Module) -> None:
         for module in modules:
@@ -49,7 +50,7 @@ class _LinearClassifier(TaskModel):
     per_token: bool
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, add_pooler=not self.per_token)
+        super().__init__(config, add_pooler=not self.per_token, token_head=self.per_token)
         self.dropout = Dropout(config.p_drop_hidden)
         self.classifier = nn.Linear(config.dim, num_labels(config))
         self.init_head(self.classifier)
@@ -65,7 +66,7 @@ class _LinearClassifier(TaskModel):
         the logits of those tokens alone, (positions, labels), equal to the full grid's there; past its
         attention the last layer runs for them alone."""
         if self.per_token:
-            features = self.last_hidden(input_ids, attention_mask, token_type_ids, positions)
+            features = self.bert.token_features(self.last_hidden(input_ids, attention_mask, token_type_ids, positions))
         else:
             features = self.bert.pooled(input_ids, attention_mask, token_type_ids)
         return self.classifier(self.dropout(features))
@@ -91,7 +92,7 @@ class BertForQuestionAnswering(TaskModel):
     hf_head = "ForQuestionAnswering"
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, add_pooler=False)
+        super().__init__(config, add_pooler=False, token_head=True)
         self.qa_outputs = nn.Linear(config.dim, 2)
         self.init_head(self.qa_outputs)
 
@@ -101,7 +102,7 @@ class BertForQuestionAnswering(TaskModel):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        hidden = self.bert(input_ids, attention_mask, token_type_ids).last_hidden_state
+        hidden = self.bert.token_features(self.last_hidden(input_ids, attention_mask, token_type_ids, None))
         start, end = self.qa_outputs(hidden).unbind(dim=-1)
         return start, end
 
@@ -112,9 +113,12 @@ class PredictionTransform(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         width = config.embedding_size or config.dim
-        self.dense = nn.Linear(config.dim, width)
-        self.activation = ACTIVATIONS[WEIGHT_NAMES[config.model_type].lm_activation or config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(config.dim, width, bias=config.biases)
+        # ModernBERT's heads all take `classifier_activation`; the BERT family's, their own or `hidden_act`
+        modern = config.model_type == "modernbert"
+        activation = config.classifier_activation if modern else WEIGHT_NAMES[config.model_type].lm_activation
+        self.activation = ACTIVATIONS[activation or config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps, bias=config.biases)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.LayerNorm(self.activation(self.dense(hidden)))

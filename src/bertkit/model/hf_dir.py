@@ -47,13 +47,16 @@ def _tables(model_type: str) -> tuple[list, list, re.Pattern, re.Pattern]:
     names = WEIGHT_NAMES[model_type]
     to_ours = [(_regex(hf), ours.replace("{i}", r"\1")) for ours, hf in names.encoder]
     to_hf = [(_regex(ours), hf.replace("{i}", r"\1")) for ours, hf in names.encoder]
+    never = re.compile("(?!)")  # a family whose files hold query, key and value fused renames them as any layer
     parts = "|".join(names.qkv_parts)
-    qkv_hf = re.compile(
-        "^"
-        + re.escape(names.qkv).replace(re.escape("{i}"), r"(\d+)").replace(re.escape("{part}"), f"({parts})")
-        + r"(weight|bias)$"
-    )
-    qkv_ours = re.compile(r"^encoder\.layers\.(\d+)\.qkv\.(weight|bias)$")
+    qkv_hf = never
+    if names.qkv is not None:
+        qkv_hf = re.compile(
+            "^"
+            + re.escape(names.qkv).replace(re.escape("{i}"), r"(\d+)").replace(re.escape("{part}"), f"({parts})")
+            + r"(weight|bias)$"
+        )
+    qkv_ours = re.compile(r"^encoder\.layers\.(\d+)\.qkv\.(weight|bias)$") if names.qkv is not None else never
     return to_ours, to_hf, qkv_hf, qkv_ours
 
 
@@ -153,7 +156,7 @@ SHAPE_OF = {
     "embeddings.word.weight": ("vocab_size", "width"),
     "embeddings.position.weight": ("max_len", "width"),
     "embeddings.segment.weight": ("n_segments", "width"),
-    "encoder.layers.0.ff_in.weight": ("dim_ff", "dim"),
+    "encoder.layers.0.ff_in.weight": ("ff_in_width", "dim"),
 }
 
 
@@ -177,7 +180,7 @@ def check_shapes(directory: Path, config: ModelConfig) -> None:
         keys = tuple(width_key if key == "width" else key for key in keys)
         expected = [getattr(config, key) for key in keys]
         if name in shapes and list(shapes[name]) != expected:
-            said = ", ".join(f"{config.spelling.names[k]} {getattr(config, k)}" for k in keys)
+            said = ", ".join(f"{config.spelling.names.get(k, k)} {getattr(config, k)}" for k in keys)
             raise UserError(f"{directory / 'config.json'}: {said}, but {name} in the weights is {list(shapes[name])}")
     layers = {int(m.group(1)) for name in shapes if (m := re.match(r"encoder\.layers\.(\d+)\.", name))}
     if layers and max(layers) + 1 != config.n_layers:

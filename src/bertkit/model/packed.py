@@ -11,6 +11,7 @@ tokens belong to which sequence; a layout knows that, and runs it:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +50,25 @@ class Layout(Protocol):
         """Where the tokens at flat (batch * seq) grid positions sit among this layout's flattened tokens."""
         ...
 
+    def mean(self, hidden: Tensor) -> Tensor:
+        """(batch, dim) mean of each sequence's real tokens."""
+        ...
+
+    def windowed(self, half_window: int, hidden: Tensor) -> Layout:
+        """The same layout where each token attends only to tokens at most `half_window` positions away
+        (`hidden`: the tokens laid out, for the grid's shape)."""
+        ...
+
+
+def window_mask(key_mask: Tensor, half_window: int) -> KeyMask:
+    """A (n, 1, 1, length) key mask narrowed to a band of queries by keys: (n, 1, length, length). A query at
+    padding keeps every key (its output is never read; a row with no key at all would give NaN)."""
+    length = key_mask.shape[-1]
+    positions = torch.arange(length, device=key_mask.device)
+    band = (positions[:, None] - positions[None, :]).abs() <= half_window  # (queries, keys)
+    padding_queries = ~key_mask.transpose(-1, -2)  # (n, 1, length, 1)
+    return KeyMask(key_mask & band | padding_queries)
+
 
 def layout_for(attention_mask: Tensor | None, unpad: bool) -> Padded | Packing:
     """Packed where `unpad` allows it and padding is more than a tenth of the grid, else the padded grid."""
@@ -80,6 +100,20 @@ class Padded:
 
     def rows(self, grid_positions: Tensor) -> Tensor:
         return grid_positions
+
+    def mean(self, hidden: Tensor) -> Tensor:
+        if self.key_mask is None:
+            return hidden.mean(dim=1)
+        real = self.key_mask.mask[:, 0, 0, :, None].to(hidden.dtype)  # (batch, seq, 1)
+        return (hidden * real).sum(dim=1) / real.sum(dim=1)
+
+    def windowed(self, half_window: int, hidden: Tensor) -> Padded:
+        if self.key_mask is not None:
+            return Padded(window_mask(self.key_mask.mask, half_window))
+        batch, seq_len = hidden.shape[:2]
+        return Padded(
+            window_mask(torch.ones(batch, 1, 1, seq_len, dtype=torch.bool, device=hidden.device), half_window)
+        )
 
 
 @dataclass
@@ -184,6 +218,17 @@ class Packing:
 
     def first_tokens(self, hidden: Tensor) -> Tensor:
         return hidden.index_select(0, self.cu_seqlens[:-1].long())
+
+    def mean(self, hidden: Tensor) -> Tensor:
+        sequence_of = torch.div(self.indices, self.seq_len, rounding_mode="floor")
+        sums = hidden.new_zeros(self.batch, hidden.shape[-1]).index_add_(0, sequence_of, hidden[: self.indices.numel()])
+        return sums / (self.cu_seqlens[1:] - self.cu_seqlens[:-1]).to(hidden.dtype)[:, None]
+
+    def windowed(self, half_window: int, hidden: Tensor) -> Packing:
+        groups = [
+            dataclasses.replace(group, key_mask=window_mask(group.key_mask.mask, half_window)) for group in self.groups
+        ]
+        return dataclasses.replace(self, groups=groups)
 
     def grids(self, packed: Tensor) -> list[Tensor]:
         """(rows, features) packed for the whole batch -> each group's (n, length, features) grid."""
