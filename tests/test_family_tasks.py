@@ -26,7 +26,21 @@ AUTO = {
     "choice": "ForMultipleChoice",
     "pretrain": "ForMaskedLM",
 }
-GRID = [(model_type, task) for model_type in MODEL_TYPES for task in (*AUTO, "embed")]
+# each task and each family member in the default suite; the whole grid with -m slow
+QUICK = {
+    ("roberta", "tag"),
+    ("xlm-roberta", "qa"),
+    ("electra", "classify"),
+    ("distilbert", "pretrain"),
+    ("modernbert", "embed"),
+    ("modernbert", "choice"),
+    ("roberta", "pair"),
+}
+GRID = [
+    pytest.param(model_type, task, marks=() if (model_type, task) in QUICK else pytest.mark.slow)
+    for model_type in MODEL_TYPES
+    for task in (*AUTO, "embed")
+]
 
 
 @pytest.fixture(scope="module")

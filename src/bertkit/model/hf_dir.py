@@ -156,7 +156,7 @@ SHAPE_OF = {
     "embeddings.word.weight": ("vocab_size", "width"),
     "embeddings.position.weight": ("max_len", "width"),
     "embeddings.segment.weight": ("n_segments", "width"),
-    "encoder.layers.0.ff_in.weight": ("ff_in_width", "dim"),
+    "encoder.layers.0.ff_in.weight": ("dim_ff", "dim"),  # twice `dim_ff` rows where it has a gate
 }
 
 
@@ -178,9 +178,9 @@ def check_shapes(directory: Path, config: ModelConfig) -> None:
     width_key = "embedding_size" if config.embedding_size else "dim"
     for name, keys in SHAPE_OF.items():
         keys = tuple(width_key if key == "width" else key for key in keys)
-        expected = [getattr(config, key) for key in keys]
+        expected = [config.ff_in_width if key == "dim_ff" else getattr(config, key) for key in keys]
         if name in shapes and list(shapes[name]) != expected:
-            said = ", ".join(f"{config.spelling.names.get(k, k)} {getattr(config, k)}" for k in keys)
+            said = ", ".join(f"{config.spelling.names[k]} {getattr(config, k)}" for k in keys)
             raise UserError(f"{directory / 'config.json'}: {said}, but {name} in the weights is {list(shapes[name])}")
     layers = {int(m.group(1)) for name in shapes if (m := re.match(r"encoder\.layers\.(\d+)\.", name))}
     if layers and max(layers) + 1 != config.n_layers:
