@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from pathlib import Path
 
 import torch
 
 from benchmarks.common import ReferenceStep, bertkit_step, interleaved_steps, training_flops, transformers_copy
 from bertkit.data.batching import epoch_batches, lengths_of
-from bertkit.device import pick_device
+from bertkit.device import cpu_bf16_speedup, pick_device
 from bertkit.model.bert import set_unpad
 from bertkit.run import default_model_dir
 from bertkit.tasks.classify import ClassificationTask, ClassifySettings
 from bertkit.tokenizer import Tokenizer
+
+# Below this, a CPU has no bf16 instructions and emulates them: a bf16 reference run would take hours.
+BF16_REFERENCE_MIN_SPEEDUP = 0.1
 
 
 def finetune_steps_side_by_side(
@@ -28,7 +32,7 @@ def finetune_steps_side_by_side(
     warmup_steps: int = 3,
     device: str | None = None,
     tokenizer_dir: Path | None = None,
-    bf16_reference: bool = True,
+    bf16_reference: bool | None = None,
 ) -> dict:
     """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's training step on its
     default path (packed where padding is over a tenth of a batch, in the precision it picks for the device)
@@ -38,10 +42,13 @@ def finetune_steps_side_by_side(
     transformers' figures. `model_dir` may also be a classic model JSON (random weights of that shape;
     `tokenizer_dir` then names the vocabulary): speed does not depend on the weights. The model may be any
     family member: transformers' class is the one its config.json names. Without `bf16_reference`,
-    transformers runs in fp32 alone (CPUs whose bf16 matmuls crawl)."""
+    transformers runs in fp32 alone; unset, the bf16 reference is left out (saying why) on a CPU whose bf16
+    matmuls crawl (no bf16 instructions: a hundredth of fp32's speed), where it would not finish."""
     from transformers import AutoModelForSequenceClassification as TheirClassifier
 
     target = pick_device(device)
+    if bf16_reference is None:
+        bf16_reference = bf16_runs_here(target)
     model_dir = model_dir or default_model_dir()
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir or model_dir)
     task = ClassificationTask(ClassifySettings(text=text, label=label), tokenizer, model_dir, max_len)
@@ -89,3 +96,13 @@ def finetune_steps_side_by_side(
         result["length_grouped" if grouped else "random"] = rates
     result["steps"], result["batch_size"] = steps, batch_size
     return result
+
+
+def bf16_runs_here(device: torch.device) -> bool:
+    """Whether transformers' bf16 reference can run here in a benchmark's time; says why not."""
+    if device.type != "cpu" or (speedup := cpu_bf16_speedup()) >= BF16_REFERENCE_MIN_SPEEDUP:
+        return True
+    print(
+        f"transformers' bf16 reference left out: bf16 matmuls run at {speedup:.2f}x fp32 on this CPU", file=sys.stderr
+    )
+    return False

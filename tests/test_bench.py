@@ -7,6 +7,7 @@ import torch
 from tiny import make_setup
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks import steps
 from benchmarks.common import training_flops
 from benchmarks.infer import inference_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
@@ -35,12 +36,23 @@ def assert_one_workload(rates: dict) -> None:
 def test_step_bench_times_every_path(tmp_path, minilm_dir):
     data = tmp_path / "train.tsv"
     data.write_text("sentence\tlabel\n" + "".join(f"{'good ' * (i % 7 + 1)}film\t{i % 2}\n" for i in range(24)))
-    result = finetune_steps_side_by_side(data, "sentence", "label", minilm_dir, batch_size=4, steps=2, warmup_steps=1)
+    result = finetune_steps_side_by_side(
+        data, "sentence", "label", minilm_dir, batch_size=4, steps=2, warmup_steps=1, bf16_reference=True
+    )
     for order in ("length_grouped", "random"):
         assert_one_workload(result[order])
 
 
-def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys):
+def test_a_cpu_without_bf16_instructions_leaves_the_bf16_reference_out_saying_why(monkeypatch, capsys):
+    monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 0.01)
+    assert not steps.bf16_runs_here(torch.device("cpu"))
+    assert "bf16 reference left out: bf16 matmuls run at 0.01x fp32" in capsys.readouterr().err
+    monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 0.9)
+    assert steps.bf16_runs_here(torch.device("cpu"))
+
+
+def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 1.0)  # every path, whatever this CPU's bf16
     setup = make_setup(tmp_path, n_train=40)
     command = ["bench", "steps", setup["data"]["train"], "--text", "text", "--batch-size", "4", "--steps", "2"]
     assert main([*command, "--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu"]) == 0
