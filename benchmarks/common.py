@@ -16,7 +16,7 @@ from bertkit.data.batching import Batch
 from bertkit.device import Precision
 from bertkit.model.hf_dir import Pretrained
 from bertkit.tasks.base import Task
-from bertkit.training.step import LinearSchedule, TrainingStep, parameter_groups
+from bertkit.training.step import Schedule, TrainingStep, parameter_groups
 
 # Dense bf16 tensor-core peaks in TFLOP/s, for model FLOPs utilisation; the first name found in the device's wins.
 GPU_BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
@@ -81,7 +81,7 @@ class ReferenceStep:
         self.model, self.loss_of, self.dtype, self.device = model, loss_of, dtype, device
         groups = parameter_groups(model, BENCH_WEIGHT_DECAY)
         self.optimizer = torch.optim.AdamW(groups, lr=BENCH_LR, fused=device.type in ("cpu", "cuda"))
-        self.scheduler = LambdaLR(self.optimizer, LinearSchedule(0.0, n_steps)) if n_steps else None
+        self.scheduler = LambdaLR(self.optimizer, Schedule(0.0, n_steps)) if n_steps else None
 
     def __call__(self, batches: list[Batch]) -> float:
         """One step; returns its loss."""

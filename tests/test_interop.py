@@ -142,7 +142,7 @@ def test_embedding_model_gives_sentence_transformers_vectors(tmp_path, minilm_di
 
 
 def test_pretrained_model_gives_transformers_mlm_and_nsp_logits(tmp_path, minilm_dir):
-    directory = saved_model(tmp_path, minilm_dir, "pretrain", {}, None)
+    directory = saved_model(tmp_path, minilm_dir, "pretrain", {"nsp": True}, None)
     predictor = bertkit.load(directory, device="cpu", precision="fp32")
     theirs = transformers.AutoModelForPreTraining.from_pretrained(directory).eval()
     texts = ([a for a, _ in PAIRS], [b for _, b in PAIRS])

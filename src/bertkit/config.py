@@ -41,6 +41,7 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 REPORT_TO = ("tensorboard",)  # what `train.report_to` may name
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("linear", "cosine")
 MODERN_SETTINGS = (
     "local_attention",
     "global_every",
@@ -272,6 +273,9 @@ class TrainConfig:
         "auto", "auto (bf16 on CUDA and on CPUs whose bf16 matmuls pay, else fp32), fp32, bf16 or fp16"
     )
     group_by_length: bool = setting(False, "false: random batches; true: batches of similar length")
+    schedule: str = setting(
+        "linear", "the learning rate after warmup: linear (down to 0 in a straight line) or cosine (one cycle)"
+    )
     unpad: bool = setting(
         True,
         "true: where padding is over a tenth of a batch, only real tokens go through the network; "
@@ -296,6 +300,8 @@ class TrainConfig:
     def validate(self, source: str = "config") -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"{source}: key 'precision' must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"{source}: key 'schedule' must be one of {SCHEDULES}, got {self.schedule!r}")
         for sink in self.report_to:
             if sink not in REPORT_TO:
                 raise UserError(f"{source}: key 'report_to' may hold {', '.join(REPORT_TO)}, got {sink!r}")

@@ -146,7 +146,7 @@ def test_pretrain_command_saves_a_model_transformers_loads_and_classification_fi
         "tokenizer": str(tmp_path / "vocab"),
         "output_dir": str(tmp_path / "run"),
         "max_len": 64,
-        "pretrain": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 20},
+        "pretrain": {"files": [str(tmp_path / "corpus.txt")], "dev_documents": 20, "nsp": True},
         "train": {"batch_size": 16, "n_epochs": 2, "lr": 1e-3, "save_steps": 20, "precision": "fp32"},
     }
     (tmp_path / "pretrain.json").write_text(json.dumps(config))

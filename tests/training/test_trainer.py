@@ -13,6 +13,7 @@ import bertkit
 from bertkit.cli import main
 from bertkit.run import run as train
 from bertkit.run_config import RunConfig
+from bertkit.training.step import Schedule
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:
@@ -142,3 +143,17 @@ def test_dev_metrics_come_from_the_dev_file(tmp_path):
     assert dev_metrics["per_class"]["neg"]["support"] == 0
     test_metrics = json.loads((run_dir / "test_metrics.json").read_text())
     assert test_metrics["per_class"]["neg"]["support"] > 0
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+def test_after_warmup_the_learning_rate_falls_to_zero_by_its_shape_and_a_checkpoint_keeps_the_shape(shape):
+    schedule = Schedule(0.1, 100, shape)
+    assert [schedule(step) for step in (0, 9)] == [pytest.approx(0.1), 1.0]
+    factors = [schedule(step) for step in range(10, 101)]
+    assert factors == sorted(factors, reverse=True) and factors[0] == 1.0 and factors[-1] == 0.0
+    # half the decay gone: a straight line and a cosine are both at half; before it, the cosine is higher
+    assert schedule(55) == pytest.approx(0.5)
+    assert (schedule(33) > 0.8) == (shape == "cosine")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    state = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule).state_dict()
+    assert state["lr_lambdas"][0]["shape"] == shape

@@ -63,7 +63,7 @@ class PretrainSettings:
         False, "replace e-mails, phone numbers and other PII with placeholder tokens before tokenising"
     )
     short_seq_prob: float = setting(0.1, "share of instances made shorter than max_len, in [0, 1)")
-    nsp: bool = setting(True, "train next-sentence prediction too")
+    nsp: bool = setting(False, "train next-sentence prediction too (BERT's original recipe; it pays little)")
     mask_prob: float = setting(0.15, "share of tokens masked, in (0, 1)")
     whole_word: bool = setting(False, "mask every piece of a word together")
     dev_documents: int = setting(

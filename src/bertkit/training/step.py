@@ -1,7 +1,8 @@
 """One optimizer step: forward and backward over its micro-batches, clipping, AdamW, the schedule.
 
-AdamW (no weight decay on biases and LayerNorm), linear warmup then linear decay, gradient accumulation (each
-micro-batch's loss divided by their number, so k micro-batches give the update of one k-times batch), the
+AdamW (no weight decay on biases and LayerNorm), linear warmup then a linear or cosine decay, gradient
+accumulation (each micro-batch's loss divided by their number, so k micro-batches give the update of one
+k-times batch), the
 fp16 gradient scaler on CUDA, and the device's step techniques (`step_techniques.py`). Across processes
 (`distributed.py`) each process steps on its share of every micro-batch, its loss weighted by its part of the
 batch, under DDP or FSDP with the step techniques off. The trainer and the benchmarks both drive this, so
@@ -35,13 +36,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-class LinearSchedule:
-    """The learning-rate factor: linear warmup over a fraction of the steps, then linear decay to zero at
-    `total_steps`. An object, not a closure, so that the scheduler's state dict holds it (a resumed run keeps
-    a schedule `fit` shortened to a time budget)."""
+class Schedule:
+    """The learning-rate factor: linear warmup over a fraction of the steps, then a decay to zero at
+    `total_steps`, linear (the triangle) or along half a cosine (one cycle). An object, not a closure, so
+    that the scheduler's state dict holds it (a resumed run keeps a schedule `fit` shortened to a time
+    budget)."""
 
-    def __init__(self, warmup: float, total_steps: int) -> None:
-        self.warmup = warmup
+    def __init__(self, warmup: float, total_steps: int, shape: str = "linear") -> None:
+        self.warmup, self.shape = warmup, shape
         self.fit(total_steps)
 
     def fit(self, total_steps: int) -> None:
@@ -50,7 +52,8 @@ class LinearSchedule:
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
-        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+        left = max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
+        return left if self.shape == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
 
 
 class NonFiniteStep(Exception):
@@ -85,7 +88,7 @@ class TrainingStep:
         self.forward = self.processes.wrap(task, model)  # before the optimizer: FSDP replaces the parameters
         fused = device.type in ("cpu", "cuda") and not self.processes.fsdp
         self.optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, fused=fused)
-        self.schedule = LinearSchedule(config.warmup, total_steps)
+        self.schedule = Schedule(config.warmup, total_steps, config.schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
         # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
