@@ -15,6 +15,7 @@ from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_s
 from benchmarks.pretrain import compare_runs, dropout_curves, pretrain_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
 from benchmarks.task import task_side_by_side
+from benchmarks.tfidf import tfidf_baseline
 from benchmarks.tokenizer import tokenizer_throughput
 from bertkit.config import PRECISIONS
 from bertkit.data.readers import read_table
@@ -68,6 +69,10 @@ def cmd_dropout(args: argparse.Namespace) -> None:
 
 def cmd_curves(args: argparse.Namespace) -> None:
     print(json.dumps(compare_runs(args.runs, args.metric, args.out), indent=1))
+
+
+def cmd_tfidf(args: argparse.Namespace) -> None:
+    print(json.dumps(tfidf_baseline(args.train, args.test, args.text, args.label, args.train_rows), indent=1))
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
@@ -189,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--metric", default="mlm_loss", help="a dev metric of the runs (default: mlm_loss)")
     curves.add_argument("--out", type=Path, default=Path("curves.png"))
     curves.set_defaults(run=cmd_curves)
+    tfidf = benches.add_parser("tfidf", help="character TF-IDF and logistic regression: the baseline to beat")
+    tfidf.add_argument("train", type=Path)
+    tfidf.add_argument("--test", type=Path, required=True)
+    tfidf.add_argument("--text", default="sentence")
+    tfidf.add_argument("--label", default="label")
+    tfidf.add_argument("--train-rows", type=int, help="the first N training rows (a low-resource subset)")
+    tfidf.set_defaults(run=cmd_tfidf)
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )

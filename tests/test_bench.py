@@ -176,3 +176,22 @@ def test_embedding_bench_embeds_as_sentence_transformers_does(tmp_path, minilm_d
     result = embedding_side_by_side(data, minilm_dir, repeats=1, precision="fp32")
     assert result["max_abs_difference"] < 1e-5 and result["texts"] == 8
     assert result["bertkit"]["spearman"] == pytest.approx(result["sentence_transformers"]["spearman"], abs=0.01)
+
+
+def test_the_tfidf_baseline_learns_a_separable_set_from_its_first_rows(tmp_path, capsys):
+    words = {"1": "gorgeous witty moving", "0": "dull tedious flat"}
+    lines = [f"{words[str(i % 2)].split()[i % 3]} film {i}\t{i % 2}\n" for i in range(60)]
+    for name in ("train.tsv", "test.tsv"):
+        (tmp_path / name).write_text("sentence\tlabel\n" + "".join(lines), encoding="utf-8")
+    command = [
+        "bench",
+        "tfidf",
+        str(tmp_path / "train.tsv"),
+        "--test",
+        str(tmp_path / "test.tsv"),
+        "--train-rows",
+        "30",
+    ]
+    assert main(command) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["train_rows"] == 30 and result["test_rows"] == 60 and result["test_accuracy"] == 1.0
