@@ -185,7 +185,9 @@ def _run(config: RunConfig, resume: bool, run_dir: Path, device: torch.device, p
     model = task.build_model()
     if processes.rank:
         torch.manual_seed(config.train.seed + processes.rank)  # each process its own dropout
-    log.info("%s: %d parameters", type(model).__name__, sum(p.numel() for p in model.parameters()))
+    # transformers' name of what is trained (ModernBertForMaskedLM, RobertaForSequenceClassification, ...)
+    name = getattr(model, "hf_architecture", type(model).__name__)
+    log.info("%s: %d parameters", name, sum(p.numel() for p in model.parameters()))
     if processes.main:
         write_atomic(run_dir / "run_config.json", json.dumps(config.to_dict(), indent=2))
     trainer = Trainer(task, model, config.train, run_dir, device, processes)
