@@ -17,6 +17,7 @@ from benchmarks.steps import finetune_steps_side_by_side
 from benchmarks.task import task_side_by_side
 from benchmarks.tfidf import tfidf_baseline
 from benchmarks.tokenizer import tokenizer_throughput
+from bertkit.arguments import positive
 from bertkit.config import PRECISIONS
 from bertkit.data.readers import read_table
 from bertkit.device import pick_device
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     tfidf.add_argument("--test", type=Path, required=True)
     tfidf.add_argument("--text", default="sentence")
     tfidf.add_argument("--label", default="label")
-    tfidf.add_argument("--train-rows", type=int, help="the first N training rows (a low-resource subset)")
+    tfidf.add_argument("--train-rows", type=positive(int), help="the first N training rows (a low-resource subset)")
     tfidf.set_defaults(run=cmd_tfidf)
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"

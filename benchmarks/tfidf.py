@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bertkit.data.readers import read_table
+from bertkit.errors import UserError
 
 
 def tfidf_baseline(train: Path, test: Path, text: str, label: str, train_rows: int | None = None) -> dict:
@@ -16,6 +17,8 @@ def tfidf_baseline(train: Path, test: Path, text: str, label: str, train_rows: i
 
     began = time.perf_counter()
     rows = read_table(train, [text, label])[:train_rows]
+    if len({str(row[label]) for row in rows}) < 2:
+        raise UserError(f"{train}: the {len(rows)} training rows hold fewer than two labels in column {label!r}")
     test_rows = read_table(test, [text, label])
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), sublinear_tf=True)
     features = vectorizer.fit_transform([str(row[text]) for row in rows])

@@ -195,3 +195,10 @@ def test_the_tfidf_baseline_learns_a_separable_set_from_its_first_rows(tmp_path,
     assert main(command) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["train_rows"] == 30 and result["test_rows"] == 60 and result["test_accuracy"] == 1.0
+
+
+def test_the_tfidf_baseline_refuses_a_training_set_of_one_label_in_one_line(tmp_path, capsys):
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\ngood film\t1\ndull film\t0\n", encoding="utf-8")
+    command = ["bench", "tfidf", str(tmp_path / "train.tsv"), "--test", str(tmp_path / "train.tsv")]
+    assert main([*command, "--train-rows", "1"]) == 2
+    assert "the 1 training rows hold fewer than two labels in column 'label'" in capsys.readouterr().err

@@ -163,19 +163,23 @@ def modern_from_hf(data: dict[str, Any], source: str) -> dict[str, Any]:
         raise UserError(f"{source}: key 'decoder_bias' = false is not supported (only true)")
     every = data.pop("global_attn_every_n_layers", MODERN_DEFAULTS["global_attn_every_n_layers"])
     layer_types = data.pop("layer_types", None)
-    if isinstance(layer_types, list) and layer_types:
-        every = next(
-            (n for n in range(1, len(layer_types) + 1) if layer_types == modern_layer_types(len(layer_types), n)),
-            None,
-        )
+    if layer_types is not None:  # transformers 5 writes both; the list is what it builds
+        n_layers = data.get("num_hidden_layers")
+        patterns = range(1, n_layers + 1) if isinstance(n_layers, int) and n_layers > 0 else ()
+        every = next((n for n in patterns if layer_types == modern_layer_types(n_layers, n)), None)
         if every is None:
-            raise UserError(f"{source}: key 'layer_types' must make every n-th layer, from the first, global")
+            raise UserError(
+                f"{source}: key 'layer_types' must name each of the num_hidden_layers layers, every n-th from the "
+                "first 'full_attention' and the others 'sliding_attention'"
+            )
     values["global_every"] = every
     rope = data.pop("rope_parameters", None) or {}
+    if not isinstance(rope, dict):
+        raise UserError(f"{source}: key 'rope_parameters' must be an object, got {type(rope).__name__}")
     thetas = {"full_attention": "global_rope_theta", "sliding_attention": "local_rope_theta"}
     for layer_type, key in thetas.items():
         theta = data.pop(key, MODERN_DEFAULTS[key])
-        if isinstance(rope, dict) and isinstance(rope.get(layer_type), dict):
+        if isinstance(rope.get(layer_type), dict):
             if rope[layer_type].get("rope_type", "default") != "default":
                 raise UserError(f"{source}: key 'rope_parameters' scales {layer_type}; only the default is supported")
             theta = rope[layer_type].get("rope_theta", theta)

@@ -85,7 +85,10 @@ def test_the_window_changes_the_outputs(tmp_path):
     [
         ("mlp_bias", True, "must agree"),
         ("decoder_bias", False, "'decoder_bias' = false is not supported"),
-        ("layer_types", ["sliding_attention"] * 4, "every n-th layer, from the first, global"),
+        ("layer_types", ["sliding_attention"] * 4, "every n-th from the first 'full_attention'"),
+        ("layer_types", ["full_attention"] * 3, "each of the num_hidden_layers layers"),
+        ("layer_types", "full_attention", "each of the num_hidden_layers layers"),
+        ("rope_parameters", [160000.0], "'rope_parameters' must be an object, got list"),
         ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "'rope_scaling' is not supported"),
         ("classifier_pooling", "max", "must be cls or mean"),
     ],
