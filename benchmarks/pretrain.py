@@ -130,7 +130,7 @@ def dropout_curves(
         reference = ReferenceStep(pair.theirs, pair.their_loss, None, pair.device, steps)
         with bertkit_step(pair.task, pair.ours, pair.device, "fp32", steps) as step:
             for batch in pair.batches:
-                ours.append(step([batch]).loss)
+                ours.append(float(step([batch]).loss))
                 theirs.append(reference([batch]))
         curves["bertkit"].append(ours)
         curves["transformers"].append(theirs)

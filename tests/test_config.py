@@ -71,6 +71,10 @@ def test_bad_train_config_and_bad_json(tmp_path):
         TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "warmup": 2}))
     with pytest.raises(UserError, match="key 'batch_size' must be int"):
         TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "batch_size": True}))
+    with pytest.raises(UserError, match="key 'batch_ramp' is a fraction"):
+        TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "batch_ramp": 1.0, "grad_accum": 4}))
+    with pytest.raises(UserError, match="key 'batch_ramp' grows the batch by micro-batches: set 'grad_accum'"):
+        TrainConfig.from_json(write(tmp_path, {**CLASSIC_TRAIN, "batch_ramp": 0.2}))
     broken = tmp_path / "broken.json"
     broken.write_text('{"seed": 1,\n "lr": }')
     with pytest.raises(UserError, match=r"broken.json: line 2: invalid JSON"):

@@ -266,6 +266,11 @@ class TrainConfig:
     total_steps: int | None = setting(None, "stop after this many steps, at least 1; unset: `n_epochs` decides")
     weight_decay: float = setting(0.01, "AdamW weight decay, never on biases and LayerNorm, at least 0; 0: off")
     grad_accum: int = setting(1, "micro-batches per optimizer step, at least 1")
+    batch_ramp: float = setting(
+        0.0,
+        "share of the planned steps over which a step's micro-batches grow evenly from 1 to `grad_accum` "
+        "(a batch-size ramp), in [0, 1); 0: every step takes `grad_accum`",
+    )
     max_grad_norm: float = setting(
         1.0, "clip the gradients' total norm to this, at least 0; 0: no clipping (as transformers)"
     )
@@ -329,6 +334,10 @@ class TrainConfig:
             raise UserError(f"{source}: key 'patience' must be positive (unset: never stop early), got {self.patience}")
         if not 0.0 <= self.warmup < 1.0:
             raise UserError(f"{source}: key 'warmup' is a fraction of total steps in [0, 1), got {self.warmup}")
+        if not 0.0 <= self.batch_ramp < 1.0:
+            raise UserError(f"{source}: key 'batch_ramp' is a fraction of total steps in [0, 1), got {self.batch_ramp}")
+        if self.batch_ramp and self.grad_accum == 1:
+            raise UserError(f"{source}: key 'batch_ramp' grows the batch by micro-batches: set 'grad_accum' above 1")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise UserError(f"{source}: key 'max_minutes' must be positive, got {self.max_minutes}")
         if self.total_steps is not None and self.total_steps <= 0:

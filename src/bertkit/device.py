@@ -52,6 +52,25 @@ def pick_device(override: str | None = None) -> torch.device:
     return device
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`. To a GPU it goes through pinned memory, so that the copy does not hold the host
+    up, and the copy remembers the host tensor it came from (`on_host`)."""
+    if device.type != "cuda" or tensor.is_cuda:
+        return tensor.to(device, non_blocking=True)
+    moved = tensor.pin_memory().to(device, non_blocking=True)
+    moved._bertkit_host = tensor  # a Python attribute of this tensor object, gone with it
+    return moved
+
+
+def on_host(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` on the CPU: itself there, the host tensor a GPU copy came from (`to_device`), or else a copy
+    back, which waits for the device."""
+    if not tensor.is_cuda:
+        return tensor
+    host = getattr(tensor, "_bertkit_host", None)
+    return host if host is not None else tensor.cpu()
+
+
 def best_of(repeats: int, run: Callable[[], object]) -> float:
     """Fastest wall time of `repeats` runs: the least disturbed by other load on a shared machine."""
     times = []

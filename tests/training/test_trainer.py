@@ -44,6 +44,24 @@ def test_accumulated_micro_batches_give_the_update_of_one_large_batch(tmp_path):
         assert x["probabilities"] == pytest.approx(y["probabilities"], abs=1e-4)
 
 
+def test_a_batch_size_ramp_grows_the_micro_batches_of_a_step_to_grad_accum(tmp_path, monkeypatch):
+    """grad_accum 4 with a ramp over half of 8 steps: 1, 1, 2, 3, then 4 micro-batches a step; the steps'
+    token counts grow with them."""
+    taken = []
+    step_call = bertkit.training.step.TrainingStep.__call__
+
+    def noting(self, micro_batches, counts=None):
+        taken.append(len(micro_batches))
+        return step_call(self, micro_batches, counts)
+
+    monkeypatch.setattr(bertkit.training.step.TrainingStep, "__call__", noting)
+    setup = make_setup(tmp_path, n_train=512)
+    setup["train"].update(batch_size=8, grad_accum=4, batch_ramp=0.5, total_steps=8, precision="fp32")
+    results = train(RunConfig.from_dict(setup))
+    assert results["steps"] == 8
+    assert taken == [1, 1, 2, 3, 4, 4, 4, 4]
+
+
 def test_a_spent_time_budget_stops_evaluates_and_saves(tmp_path):
     setup = make_setup(tmp_path)
     setup["train"].update(max_minutes=1e-6, save_steps=1000, precision="fp32")  # spent by the first step

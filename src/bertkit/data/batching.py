@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import torch
 
+from bertkit.device import to_device
+
 # Length groups span this many batches: wide enough to keep batches random, narrow enough to cut padding.
 GROUP_SPAN = 50
 
@@ -39,20 +41,25 @@ class Example:
 
 @dataclass
 class Batch:
-    """Padded tensors for the model and the loss (`batch["input_ids"]`, ...), and the examples they hold."""
+    """Padded tensors for the model and the loss (`batch["input_ids"]`, ...), the examples they hold, and the
+    count of real (non-padding) tokens, taken where the batch is collated so that reading it never waits for
+    a GPU (-1 for a batch without an attention mask)."""
 
     tensors: dict[str, torch.Tensor]
     examples: Sequence[Any]
+    real_tokens: int = -1
+
+    def __post_init__(self) -> None:
+        if self.real_tokens < 0 and "attention_mask" in self.tensors:
+            self.real_tokens = int(self.tensors["attention_mask"].sum())
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.tensors[key]
 
     def to(self, device: torch.device) -> Batch:
-        return Batch({k: v.to(device, non_blocking=True) for k, v in self.tensors.items()}, self.examples)
-
-    @property
-    def real_tokens(self) -> int:
-        return int(self.tensors["attention_mask"].sum())
+        """The batch on `device` (`to_device`: to a GPU without holding the host up)."""
+        moved = {key: to_device(tensor, device) for key, tensor in self.tensors.items()}
+        return Batch(moved, self.examples, self.real_tokens)
 
 
 def pad_encodings(encodings: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

@@ -19,8 +19,9 @@ from bertkit.model.activations import ACTIVATIONS, FIRST_TOKEN_ACTIVATIONS
 from bertkit.model.dropout import Dropout
 from bertkit.model.families import WEIGHT_NAMES
 from bertkit.model.hf_dir import Pretrained
+from bertkit.model.layout_choice import compute_dtype, layout_for
 from bertkit.model.modern import ModernEmbeddings, ModernEncoder, ModernHead
-from bertkit.model.packed import Layout, Packing, layout_for
+from bertkit.model.packed import Layout, PackedRows
 
 
 class Embeddings(nn.Module):
@@ -115,12 +116,12 @@ class Pooler(nn.Module):
 
 @dataclass
 class BertOutput:
-    """Encoder output. After an unpadded forward, `hidden` holds the packed rows (`Packing`) and the (batch, seq)
+    """Encoder output. After an unpadded forward, `hidden` holds the packed rows (`PackedRows`) and the (batch, seq)
     grid is built on first access: a sentence classifier reads only the pooled vector and never pays for it."""
 
     hidden: Tensor
     pooler_output: Tensor | None
-    packing: Packing | None = None
+    packing: PackedRows | None = None
 
     @functools.cached_property
     def last_hidden_state(self) -> Tensor:
@@ -179,7 +180,7 @@ class BertModel(Pretrained):
         hidden, layout = self.embed(input_ids, attention_mask, token_type_ids)
         hidden = self.encoder(hidden, layout)
         pooled = self.pooler(layout.first_tokens(hidden)) if self.pooler is not None else None
-        return BertOutput(hidden, pooled, layout if isinstance(layout, Packing) else None)
+        return BertOutput(hidden, pooled, layout if isinstance(layout, PackedRows) else None)
 
     def pooled(
         self,
@@ -212,8 +213,16 @@ class BertModel(Pretrained):
         """Embedded tokens, packed or on the padded grid, and the layout the encoder needs for them."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        layout = layout_for(attention_mask, self.unpad)
-        if isinstance(layout, Packing):
+        config = self.config
+        layout = layout_for(
+            attention_mask,
+            self.unpad,
+            compute_dtype(input_ids.device, self.embeddings.word.weight.dtype),
+            config.dim // config.n_heads,
+            config.p_drop_attn if self.training else 0.0,
+            config.model_type == "modernbert" and config.global_every > 1,
+        )
+        if isinstance(layout, PackedRows):
             ids, types = layout.pack(input_ids), layout.pack(token_type_ids)
             return self.embeddings(ids, types, layout.position_ids()), layout
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)

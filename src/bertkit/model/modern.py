@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from bertkit.config import ModelConfig
 from bertkit.model.activations import ACTIVATIONS
 from bertkit.model.dropout import Dropout
-from bertkit.model.packed import Layout, Packing
+from bertkit.model.packed import Layout, PackedRows
 
 
 class ModernEmbeddings(nn.Module):
@@ -100,7 +100,7 @@ class ModernEncoder(nn.Module):
         self, hidden: Tensor, layout: Layout, first_tokens_only: bool = False, rows: Tensor | None = None
     ) -> Tensor:
         """All hidden states, or those of the first tokens, or of `rows` (as `Encoder`; every layer runs whole)."""
-        if isinstance(layout, Packing):
+        if isinstance(layout, PackedRows):
             positions = layout.position_ids()
         else:
             positions = torch.arange(hidden.shape[1], device=hidden.device)

@@ -4,9 +4,10 @@ Every per-token operation of a layer (projections, feed-forward, LayerNorm, drop
 dimension, so it runs the same on (batch, seq, dim) and on (tokens, dim). Only attention needs to know which
 tokens belong to which sequence; a layout knows that, and runs it:
   - `Padded`: the (batch, seq) grid and a key mask;
-  - `Packing`: only the real tokens, packed once on the way in (`pack`) and re-padded once on the way out
-    (`unpack`); attention runs on small grids of sequences of similar length.
-`layout_for` picks one from the attention mask.
+  - `PackedRows`: only the real tokens, packed once on the way in (`pack`) and re-padded once on the way out
+    (`unpack`); in `Packing` attention runs on small grids of sequences of similar length, in
+    `model/varlen.py` through the variable-length flash kernel.
+`model/layout_choice.py` picks one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bertkit.device import on_host, to_device
 from bertkit.model.attention import KeyMask, attention, self_attention
 
-# Packing costs a gather and a scatter around every attention: it pays only where padding is a real share of
+# Grouped packing costs a gather and a scatter around every attention: it pays only where padding is a real share of
 # the batch (random batches of mixed lengths), not on batches grouped by length.
 PACK_BELOW_DENSITY = 0.9
 # Packed attention runs on grids of this many sequences of similar length, so that each sequence pays only
@@ -70,13 +72,6 @@ def window_mask(key_mask: Tensor, half_window: int) -> KeyMask:
     return KeyMask(key_mask & band | padding_queries)
 
 
-def layout_for(attention_mask: Tensor | None, unpad: bool) -> Padded | Packing:
-    """Packed where `unpad` allows it and padding is more than a tenth of the grid, else the padded grid."""
-    if unpad and attention_mask is not None and attention_mask.sum() < PACK_BELOW_DENSITY * attention_mask.numel():
-        return Packing.from_mask(attention_mask)
-    return Padded.from_mask(attention_mask)
-
-
 @dataclass
 class Padded:
     """A (batch, seq) grid; `key_mask` marks its real tokens, None when none is padding."""
@@ -85,7 +80,7 @@ class Padded:
 
     @classmethod
     def from_mask(cls, attention_mask: Tensor | None) -> Padded:
-        if attention_mask is None or bool(attention_mask.all()):
+        if attention_mask is None or bool(on_host(attention_mask).all()):
             return cls(None)
         return cls(KeyMask(attention_mask.bool()[:, None, None, :]))
 
@@ -133,69 +128,35 @@ class AttentionGroup:
 
 
 @dataclass
-class Packing:
+class PackedRows:
     """The real tokens of a (batch, seq) grid packed into rows, then filler rows up to a multiple of
-    `PACKED_ROWS_MULTIPLE`.
+    `PACKED_ROWS_MULTIPLE`; how attention runs over them is the subclass's (`Packing`: grouped grids;
+    `model/varlen.py`: the variable-length flash kernel on CUDA).
 
     `indices` are the flat grid positions of the real tokens, `sources` the same followed by the grid position
     each filler row copies (the first token: any real token would do, nothing reads a filler row back),
-    `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1).
-
-    Attention runs group by group (`groups`), on the groups' grids laid end to end. `gather` holds, for each
-    slot of those grids, the packed row it takes, so that one `index_select` lays out every group (and its
-    backward is one `index_add`). Padding slots take row 0: as keys they are masked out, so they add exact
-    zeros to outputs and gradients, and their own outputs are never read. `scatter` says where each packed row
-    finds its output in the grids (filler rows take row 0's), `by_length` lists the groups' members end to end
-    and `member_order` puts their first tokens back in batch order.
+    `cu_seqlens` the int32 offsets where each sequence starts in the packed rows (length batch + 1) and
+    `lengths` the sequences' lengths, read once to the host.
     """
 
     indices: Tensor
     sources: Tensor
     cu_seqlens: Tensor
+    lengths: list[int]
     batch: int
     seq_len: int
-    groups: list[AttentionGroup]
-    gather: Tensor
-    scatter: Tensor
-    by_length: Tensor
-    member_order: Tensor
 
     @classmethod
-    def from_mask(cls, attention_mask: Tensor) -> Packing:
-        """Pack the positions where `attention_mask` is 1; real tokens must come first in each row."""
-        device = attention_mask.device
-        lengths = attention_mask.sum(dim=1, dtype=torch.int32)
-        indices = attention_mask.flatten().nonzero().flatten()
+    def rows_of(cls, attention_mask: Tensor) -> PackedRows:
+        """The rows of the positions where `attention_mask` is 1; real tokens must come first in each row.
+        Planned on the host, from the mask a batch was moved from (`on_host`): nothing waits for a GPU."""
+        mask, device = on_host(attention_mask), attention_mask.device
+        lengths = mask.sum(dim=1, dtype=torch.int32)
+        indices = mask.flatten().nonzero().flatten()
         cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        n_tokens = indices.numel()
-        fillers = -n_tokens % PACKED_ROWS_MULTIPLE
-        starts, sizes = cu_seqlens[:-1].long(), lengths.tolist()
-        by_length = torch.tensor(sorted(range(len(sizes)), key=sizes.__getitem__), device=device)
-        groups, gather, offset = [], [], 0
-        scatter = torch.empty(n_tokens + fillers, dtype=torch.long, device=device)
-        for members in by_length.split(ATTENTION_GROUP):
-            length = max(sizes[i] for i in members.tolist())
-            positions = torch.arange(length, device=device)
-            real = positions < lengths[members, None]  # (n, length)
-            rows = starts[members, None] + positions
-            groups.append(AttentionGroup(members, length, KeyMask(real[:, None, None, :])))
-            gather.append(torch.where(real, rows, 0).flatten())
-            # each real token's output sits at its slot of this group's grid, after the grids of earlier groups
-            scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
-            offset += real.numel()
-        scatter[n_tokens:] = scatter[0]
-        sources = torch.cat([indices, indices.new_zeros(fillers)])
-        return cls(
-            indices,
-            sources,
-            cu_seqlens,
-            *attention_mask.shape,
-            groups,
-            torch.cat(gather),
-            scatter,
-            by_length,
-            by_length.argsort(),
-        )
+        sources = torch.cat([indices, indices.new_zeros(-indices.numel() % PACKED_ROWS_MULTIPLE)])
+        on_device = (to_device(t, device) for t in (indices, sources, cu_seqlens))
+        return PackedRows(*on_device, lengths.tolist(), *attention_mask.shape)
 
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (rows, ...): the real tokens, then the filler rows."""
@@ -223,6 +184,54 @@ class Packing:
         sequence_of = torch.div(self.indices, self.seq_len, rounding_mode="floor")
         sums = hidden.new_zeros(self.batch, hidden.shape[-1]).index_add_(0, sequence_of, hidden[: self.indices.numel()])
         return sums / (self.cu_seqlens[1:] - self.cu_seqlens[:-1]).to(hidden.dtype)[:, None]
+
+
+@dataclass
+class Packing(PackedRows):
+    """Packed rows whose attention runs group by group (`groups`), on the groups' grids laid end to end.
+
+    `gather` holds, for each slot of those grids, the packed row it takes, so that one `index_select` lays out
+    every group (and its backward is one `index_add`). Padding slots take row 0: as keys they are masked out, so
+    they add exact zeros to outputs and gradients, and their own outputs are never read. `scatter` says where
+    each packed row finds its output in the grids (filler rows take row 0's), `by_length` lists the groups'
+    members end to end and `member_order` puts their first tokens back in batch order.
+    """
+
+    groups: list[AttentionGroup]
+    gather: Tensor
+    scatter: Tensor
+    by_length: Tensor
+    member_order: Tensor
+
+    @classmethod
+    def from_mask(cls, attention_mask: Tensor) -> Packing:
+        """Pack the positions where `attention_mask` is 1; real tokens must come first in each row."""
+        packed = PackedRows.rows_of(attention_mask)
+        device, sizes = attention_mask.device, packed.lengths
+        lengths, starts, n_tokens = packed.cu_seqlens.diff(), packed.cu_seqlens[:-1].long(), packed.indices.numel()
+        by_length = torch.tensor(sorted(range(len(sizes)), key=sizes.__getitem__), device=device)
+        groups, gather, offset = [], [], 0
+        scatter = torch.empty(packed.sources.numel(), dtype=torch.long, device=device)
+        for members in by_length.split(ATTENTION_GROUP):
+            length = max(sizes[i] for i in members.tolist())
+            positions = torch.arange(length, device=device)
+            real = positions < lengths[members, None]  # (n, length)
+            rows = starts[members, None] + positions
+            groups.append(AttentionGroup(members, length, KeyMask(real[:, None, None, :])))
+            gather.append(torch.where(real, rows, 0).flatten())
+            # each real token's output sits at its slot of this group's grid, after the grids of earlier groups
+            scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
+            offset += real.numel()
+        scatter[n_tokens:] = scatter[0]
+        fields = {field.name: getattr(packed, field.name) for field in dataclasses.fields(PackedRows)}
+        return cls(
+            **fields,
+            groups=groups,
+            gather=torch.cat(gather),
+            scatter=scatter,
+            by_length=by_length,
+            member_order=by_length.argsort(),
+        )
 
     def windowed(self, half_window: int, hidden: Tensor) -> Packing:
         groups = [

@@ -57,14 +57,20 @@ class Schedule:
 
 
 class NonFiniteStep(Exception):
-    """A step whose loss or gradients are not finite: it is not taken, and training cannot go on."""
+    """A step whose loss or gradients are not finite: it is not taken, and training cannot go on. `step` is
+    its number (counted as the schedule counts, from 1)."""
+
+    def __init__(self, step: int, loss: float, norm: float) -> None:
+        super().__init__(f"the loss is {loss:g}, the gradient norm {norm:g}")
+        self.step = step
 
 
 @dataclass
 class StepResult:
-    """The mean loss of the step, its real (non-pad) tokens, and the last micro-batch with its outputs."""
+    """The mean loss of the step (a 0-dim tensor on the device: reading it waits for the step), its real
+    (non-pad) tokens, and the last micro-batch with its outputs."""
 
-    loss: float
+    loss: torch.Tensor
     tokens: int
     outputs: Outputs
     batch: Batch
@@ -94,6 +100,10 @@ class TrainingStep:
         # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
         fused = self.optimizer if self.optimizer.defaults["fused"] and self.scaler is None else None
         self.techniques = StepTechniques(model, device, precision.dtype, fused, plain=self.processes.several)
+        # On CUDA a fused optimizer skips a non-finite step on the device (its `found_inf`), and the step's
+        # number, loss and norm wait there for `raise_if_faulted`: reading them every step would stall the GPU.
+        self.deferred_checks = device.type == "cuda" and self.techniques.fused_optimizer is not None
+        self.fault = torch.zeros(3, device=device)  # step, loss, norm of the first non-finite step; step 0: none
 
     def __enter__(self) -> TrainingStep:
         self.techniques.__enter__()
@@ -119,7 +129,7 @@ class TrainingStep:
         """One optimizer step over `micro_batches` (already on the device); `counts[i]` is False for a stand-in
         share of a process that has none of micro-batch i (`Processes.share`)."""
         counts = counts or [True] * len(micro_batches)
-        total_loss, tokens = 0.0, 0
+        total_loss, tokens = torch.zeros((), device=self.device), 0
         with self.techniques.forward_backward():
             for i, batch in enumerate(micro_batches):
                 weight = self._weight(batch, counts[i])
@@ -128,11 +138,11 @@ class TrainingStep:
                         outputs = self.forward(batch)
                     loss = self.task.loss(outputs, batch) * weight / len(micro_batches)
                     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-                total_loss += loss.item()
+                total_loss += loss.detach().float()
                 tokens += batch.real_tokens * counts[i]
         if self.processes.several:
-            total_loss, tokens = self.processes.sum([total_loss, tokens], self.device)
-            total_loss, tokens = total_loss / self.processes.world_size, int(tokens)
+            loss_sum, tokens = self.processes.sum([float(total_loss), tokens], self.device)
+            total_loss, tokens = torch.tensor(loss_sum / self.processes.world_size), int(tokens)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         norm = self.techniques.clip(self.config.max_grad_norm or math.inf)  # 0: no clipping, as in transformers
@@ -140,10 +150,28 @@ class TrainingStep:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            if not (math.isfinite(total_loss) and torch.isfinite(norm)):
-                self.techniques.zero()
-                raise NonFiniteStep(f"the loss is {total_loss:g}, the gradient norm {float(norm):g}")
+            self._guard(total_loss, norm.float())
             self.optimizer.step()
         self.scheduler.step()
         self.techniques.zero()
         return StepResult(total_loss, tokens, {k: v.detach() for k, v in outputs.items()}, batch)
+
+    def _guard(self, loss: torch.Tensor, norm: torch.Tensor) -> None:
+        """Keep a step with a non-finite loss or gradient norm from being taken: at once, raising, or (deferred
+        checks) by the fused optimizer's `found_inf` on the device, noting the first such step in `fault`."""
+        step = self.scheduler.last_epoch + 1
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        if not self.deferred_checks:
+            if not finite:
+                self.techniques.zero()
+                raise NonFiniteStep(step, float(loss), float(norm))
+            return
+        self.optimizer.found_inf = (~finite).float()
+        first = ~finite & (self.fault[0] == 0)
+        self.fault = torch.where(first, torch.stack([torch.full_like(loss, step), loss, norm]), self.fault)
+
+    def raise_if_faulted(self) -> None:
+        """Raise `NonFiniteStep` for the first step a deferred check found not finite (none was taken)."""
+        step, loss, norm = self.fault.tolist()
+        if step:
+            raise NonFiniteStep(int(step), loss, norm)

@@ -51,7 +51,7 @@ class _Run:
     planned_total: int  # what the data and config allow; a time budget may plan fewer
     stop: bool
     timed_from: tuple[int, float] | None = None  # (step, seconds) after this process's first step
-    running_loss: float | None = None
+    running_loss: torch.Tensor | None = None  # on the device
     tokens_since_log: int = 0
     seconds_since_log: float = 0.0
 
@@ -163,12 +163,21 @@ class Trainer:
             examples, config.batch_size, config.seed, progress.epoch, config.group_by_length
         )
         while progress.batch < len(batches) and not run.stop:
-            self._step(run, examples, batches[progress.batch : progress.batch + config.grad_accum])
+            self._step(run, examples, batches[progress.batch : progress.batch + self._micro_batches(run)])
         if progress.batch >= len(batches):
             progress.epoch += 1
             progress.batch = 0
             if progress.last_eval_step != progress.step:
                 run.stop = self._evaluate_and_save(run.dev, progress, run.metrics_log, run.step) or run.stop
+
+    def _micro_batches(self, run: _Run) -> int:
+        """Micro-batches of the next step: `grad_accum`, or on a batch-size ramp 1 at first, growing evenly to
+        `grad_accum` over the ramp's share of the steps planned now (a time budget may replan them)."""
+        config, step = self.config, run.progress.step
+        ramp_steps = config.batch_ramp * run.total_steps
+        if step >= ramp_steps:
+            return config.grad_accum
+        return 1 + int((config.grad_accum - 1) * step / ramp_steps)
 
     def _step(self, run: _Run, examples: Sequence[Any], batches: list[list[int]]) -> None:
         """One optimizer step over `batches` (its micro-batches), then its log line, the time budget's plan,
@@ -182,7 +191,7 @@ class Trainer:
                 [counts for _, counts in shares],
             )
         except NonFiniteStep as fault:
-            raise self._diverged(progress.step + 1, str(fault)) from None
+            raise self._diverged(fault.step, str(fault)) from None
         elapsed = time.perf_counter() - started
         progress.batch += len(shares)
         progress.step += 1
@@ -190,16 +199,18 @@ class Trainer:
         progress.train_seconds += elapsed
         run.tokens_since_log += result.tokens
         run.seconds_since_log += elapsed
+        # kept on the device: the loss is read (and the step waited for) only at logging steps
         run.running_loss = result.loss if run.running_loss is None else 0.9 * run.running_loss + 0.1 * result.loss
-        run.bar.set_postfix(
-            refresh=False,  # drawn by update(), at most every mininterval
-            loss=f"{run.running_loss:.4f}",
-            lr=f"{run.step.lr:.2e}",
-            tok_s=f"{run.tokens_since_log / max(run.seconds_since_log, 1e-9):,.0f}",
-        )
-        run.bar.update(1)
         if progress.step % config.log_steps == 0:
+            self._check_finite(run.step)
+            run.bar.set_postfix(
+                refresh=False,  # drawn by update(), at most every mininterval
+                loss=f"{float(run.running_loss):.4f}",
+                lr=f"{run.step.lr:.2e}",
+                tok_s=f"{run.tokens_since_log / max(run.seconds_since_log, 1e-9):,.0f}",
+            )
             self._log(run, result)
+        run.bar.update(1)
         if config.max_minutes:  # planned after the first steps, and again every few as the pace moves
             if run.timed_from is None:  # the first step warms caches up: timed from the next one
                 run.timed_from = (progress.step, progress.train_seconds)
@@ -219,7 +230,7 @@ class Trainer:
                 "kind": "train",
                 "step": progress.step,
                 "epoch": progress.epoch,
-                "loss": result.loss,
+                "loss": float(result.loss),
                 "lr": run.step.lr,
                 "tokens_per_s": run.tokens_since_log / max(run.seconds_since_log, 1e-9),
                 **self._batch_metrics(result),
@@ -240,6 +251,13 @@ class Trainer:
         recover(self.best_dir)
         for leftover in remove_leftovers(self.run_dir) + remove_leftovers(self.run_dir / "checkpoints"):
             log.info("removed %s, left by an interrupted write", leftover)
+
+    def _check_finite(self, step: TrainingStep) -> None:
+        """Stop at a non-finite step that the step's deferred checks found (nothing from it was applied)."""
+        try:
+            step.raise_if_faulted()
+        except NonFiniteStep as fault:
+            raise self._diverged(fault.step, str(fault)) from None
 
     def _diverged(self, step: int, what: str) -> UserError:
         """Training stops at a non-finite step: nothing from it is saved, and the last checkpoint stays good."""
@@ -277,6 +295,7 @@ class Trainer:
     def _evaluate_and_save(self, dev, progress: Progress, metrics_log: MetricsLog, step: TrainingStep) -> bool:
         """Evaluate on dev, keep the best model, write a checkpoint; True when early stopping says stop."""
         progress.last_eval_step = progress.step
+        self._check_finite(step)
         stop = False
         extra_files = self.task.saved()
         processes = self.processes
