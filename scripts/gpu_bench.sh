@@ -28,8 +28,10 @@ run)
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
   python3 -c 'import torch, inspect; from torch.nn.attention.varlen import varlen_attn as v; print("torch", torch.__version__, "varlen window:", "window_size" in inspect.signature(v).parameters)' || echo "this PyTorch has no varlen kernel"
   # The CUDA path's checks: the varlen kernel in bf16 against the padded fp32 path; a step that never waits.
-  python3 -m pytest -q -m cuda -p no:cacheprovider tests/model/test_varlen.py tests/training/test_step.py 2>&1 \
-    | tail -20 | tee "$out/gpu_cuda_tests.txt"
+  { python3 -m pytest -q -m cuda -p no:cacheprovider tests/model/test_varlen.py tests/training/test_step.py 2>&1 \
+    || echo "CUDA checks FAILED"; } | tail -20 | tee "$out/gpu_cuda_tests.txt"
+  # What a new sequence length costs each attention backend (the bf16 slowdown on mixed lengths).
+  python3 -m benchmarks.sdpa_shapes --device cuda | tee "$out/gpu_sdpa_shapes.json" || echo "sdpa_shapes FAILED"
   # Pretraining at seq 128, BERT-base shape, bf16 (target: model FLOPs utilisation at least 50%).
   python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
     --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set pretrain.prepared=.gpu/nsmc_corpus \

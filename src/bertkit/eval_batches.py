@@ -23,15 +23,22 @@ def run_batches(
     precision: Precision,
 ) -> Iterator[tuple[Outputs, Batch]]:
     """The model's outputs batch by batch, in eval mode; batches are formed by length for speed, so whoever
-    gathers the outputs puts them back in input order (each example knows its row)."""
+    gathers the outputs puts them back in input order (each example knows its row). Each batch's outputs are
+    handed on once the next batch's forward is under way: on a GPU, whatever reads them back to the host
+    then waits only for them while the next batch computes, and the GPU does not idle in between."""
     was_training = model.training
     model.eval()
     try:
+        previous = None
         for indices in inference_batches(lengths_of(examples), batch_size):
             batch = task.collate([examples[i] for i in indices]).to(device)
             with precision.autocast():
                 outputs = task.forward(model, batch)
-            yield outputs, batch
+            if previous is not None:
+                yield previous
+            previous = outputs, batch
+        if previous is not None:
+            yield previous
     finally:
         model.train(was_training)
 

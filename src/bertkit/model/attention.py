@@ -7,13 +7,20 @@ computation spelled out, so that the attention dropout draws its mask with bertk
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from bertkit.model.dropout import dropout
+
+# On CUDA, SDPA would take cuDNN's attention for half-precision inputs with a mask where it can; cuDNN builds
+# an execution plan for every new shape, which batches of changing lengths pay at every step
+# (`benchmarks/sdpa_shapes.py` times each choice). The other kernels have no such cost.
+CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 @dataclass(eq=False)  # compared by identity: a mask is one batch's
@@ -42,7 +49,8 @@ def attention(q: Tensor, kv: Tensor, key_mask: KeyMask | None, n_heads: int, dro
     q = q.view(batch, n_queries, n_heads, head_dim).transpose(1, 2)
     k, v = kv.view(batch, kv.shape[1], 2, n_heads, head_dim).permute(2, 0, 3, 1, 4)
     mask = key_mask.mask if key_mask is not None else None
-    context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    with sdpa_kernel(CUDA_BACKENDS) if q.is_cuda else contextlib.nullcontext():
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     return context.transpose(1, 2).reshape(batch, n_queries, dim)
 
 

@@ -40,13 +40,22 @@ def _kernel() -> tuple[Callable[..., Tensor] | None, bool]:
     return varlen_attn, "window_size" in inspect.signature(varlen_attn).parameters
 
 
+@functools.cache
+def _flash_capable(device_index: int) -> bool:
+    """FlashAttention's kernels run on Ampere (compute capability 8.0) and later."""
+    return torch.cuda.get_device_capability(device_index) >= (8, 0)
+
+
 def kernel_fits(device: torch.device, dtype: torch.dtype, head_dim: int, dropout_p: float, windowed: bool) -> bool:
-    """Whether the varlen kernel computes this model's attention here: on CUDA, in fp16 or bf16, with no
-    attention dropout in this forward, and with a window only where this PyTorch's kernel takes one."""
+    """Whether the varlen kernel computes this model's attention here: on a CUDA GPU of Ampere or later, in
+    fp16 or bf16, with no attention dropout in this forward, with a window only where this PyTorch's kernel
+    takes one."""
     kernel, takes_window = _kernel()
     return (
         device.type == "cuda"
+        and torch.cuda.is_available()
         and kernel is not None
+        and _flash_capable(device.index if device.index is not None else torch.cuda.current_device())
         and dtype in KERNEL_DTYPES
         and head_dim % 8 == 0
         and head_dim <= KERNEL_MAX_HEAD_DIM
