@@ -4,9 +4,13 @@
 #                                  the NSMC vocabulary, prepared corpus and labelled reviews, RT sentences' train
 #                                  split and MiniLM's vocabulary (its weights are too big to carry; speed does not
 #                                  depend on them)
-#   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: JSON results land in $OUT (or runs/)
+#   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: the CUDA checks (pytest -m cuda),
+#                                  then the benchmarks; JSON results and one table of them (gpu_table.md and
+#                                  .json) land in $OUT (or runs/)
 #   scripts/gpu_bench.sh korean M  there: the Korean BERT pretrained for M minutes (bf16), then fine-tuned on NSMC
 #                                  with 3 seeds at once; the model and the runs' records land in runs/
+#   scripts/gpu_bench.sh modern M  there: the ModernBERT recipe (configs/pretrain_nsmc_modern_gpu.json) for M minutes,
+#                                  then NSMC for it and for random weights, 3 seeds each at once, one epoch in bf16
 #   scripts/gpu_bench.sh nsmc M...  there: fine-tunes each model (a directory, or an architecture JSON to start from
 #                                  random weights) on NSMC in fp32, 3 seeds each, all at once; accuracies in
 #                                  $OUT/nsmc_gpu.json
@@ -41,6 +45,13 @@ run)
     python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
       --model "configs/$model.json" --tokenizer .gpu/minilm_vocab | tee "$out/gpu_steps_$model.json"
   done
+  # The varlen kernel has no attention dropout: with it (above) grouped packing serves; without it, the kernel.
+  python3 -c 'import json; c = json.load(open("configs/minilm_l6.json")); c["p_drop_attn"] = 0.0
+json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
+  python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
+    --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab \
+    | tee "$out/gpu_steps_minilm_l6_no_attention_dropout.json"
+  python3 scripts/gpu_table.py "$out"
   ;;
 korean)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -52,17 +63,26 @@ korean)
     --set train.save_steps=1000
   "$0" nsmc runs/pretrain_nsmc_gpu/model
   ;;
+modern)
+  export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  # The ModernBERT shape and the small-compute recipe (30% masking, no NSP, no dropout, lr 1e-3 fitted to the
+  # budget), then one epoch of NSMC in bf16 for it and for random weights of the same shape, 3 seeds each.
+  python3 -m bertkit pretrain configs/pretrain_nsmc_modern_gpu.json --set tokenizer=.gpu/vocab_nsmc \
+    --set pretrain.prepared=.gpu/nsmc_corpus --set train.max_minutes="$2"
+  NSMC_EPOCHS=1 NSMC_PRECISION=auto "$0" nsmc runs/pretrain_nsmc_modern_gpu/model configs/modernbert_medium.json
+  ;;
 nsmc)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   shift
   mkdir -p runs
-  # fp32: bf16 autocast on CUDA makes steps of ever-changing length several times slower.
+  # fp32 unless NSMC_PRECISION says otherwise: the BERT shape's attention dropout keeps it off the varlen kernel.
   for model in "$@"; do
     for seed in 42 43 44; do
       run="runs/nsmc_gpu_$(basename "$model" .json)_$seed"
       python3 -m bertkit train configs/nsmc_small_ko.json --set model="$model" --set tokenizer=.gpu/vocab_nsmc \
         --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="$run" \
-        --set train.seed="$seed" --set train.precision=fp32 > "$run.log" 2>&1 &
+        --set train.seed="$seed" --set train.precision="${NSMC_PRECISION:-fp32}" \
+        --set train.n_epochs="${NSMC_EPOCHS:-2}" > "$run.log" 2>&1 &
     done
   done
   wait
@@ -75,7 +95,7 @@ print(json.dumps(results, indent=1))
 PY
   ;;
 *)
-  echo "usage: $0 prepare|run|korean MINUTES|nsmc MODEL..." >&2
+  echo "usage: $0 prepare|run|korean MINUTES|modern MINUTES|nsmc MODEL..." >&2
   exit 2
   ;;
 esac
