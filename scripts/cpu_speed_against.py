@@ -52,8 +52,9 @@ def main() -> int:
     subprocess.run(["git", "worktree", "add", "--detach", str(base), args.rev], cwd=ROOT, check=True)
     try:
         runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
-        for _ in range(args.rounds):
-            for side, tree in (("base", base), ("this", ROOT)):
+        for round_ in range(args.rounds):
+            sides = [("this", ROOT), ("base", base)]  # which goes first alternates: a machine warms up
+            for side, tree in sides if round_ % 2 else sides[::-1]:
                 runs[side].append(ratios(tree, args.data.resolve()))
                 print(side, json.dumps(runs[side][-1]), flush=True)
     finally:
