@@ -158,6 +158,10 @@ class PackedRows:
         on_device = (to_device(t, device) for t in (indices, sources, cu_seqlens))
         return PackedRows(*on_device, lengths.tolist(), *attention_mask.shape)
 
+    def rows_fields(self) -> dict:
+        """This packing's `PackedRows` fields by name, for building a subclass around them."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(PackedRows)}
+
     def pack(self, grid: Tensor) -> Tensor:
         """(batch, seq, ...) -> (rows, ...): the real tokens, then the filler rows."""
         # index_select and index_copy rather than [] indexing: their backward passes are plain copies.
@@ -223,9 +227,8 @@ class Packing(PackedRows):
             scatter[rows[real]] = offset + real.flatten().nonzero().flatten()
             offset += real.numel()
         scatter[n_tokens:] = scatter[0]
-        fields = {field.name: getattr(packed, field.name) for field in dataclasses.fields(PackedRows)}
         return cls(
-            **fields,
+            **packed.rows_fields(),
             groups=groups,
             gather=torch.cat(gather),
             scatter=scatter,

@@ -108,8 +108,7 @@ class VarlenPacking(PackedRows):
         rows, fillers = packed.sources.numel(), packed.sources.numel() - packed.indices.numel()
         ends = [*itertools.accumulate(packed.lengths, initial=0), *([rows] if fillers else [])]
         offsets = to_device(torch.tensor(ends, dtype=torch.int32), attention_mask.device)
-        fields = {field.name: getattr(packed, field.name) for field in dataclasses.fields(PackedRows)}
-        return cls(**fields, offsets=offsets, max_len=max(packed.lengths + [fillers]))
+        return cls(**packed.rows_fields(), offsets=offsets, max_len=max(packed.lengths + [fillers]))
 
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         rows = qkv.shape[0]
