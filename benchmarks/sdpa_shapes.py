@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks.common import synchronize
+from bertkit.arguments import positive
 
 CHOICES = {
     "default": None,
@@ -45,8 +46,8 @@ def masked_attention_steps(lengths: list[int], batch: int, heads: int, head_dim:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per row (default 40)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batches", type=positive(int), default=40, help="batches timed per row (default 40)")
+    parser.add_argument("--batch-size", type=positive(int), default=32)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     changing = [17 + (7 * i) % 100 for i in range(args.batches)]  # a new length every batch, 17 to 116
