@@ -90,6 +90,7 @@ def cmd_steps(args: argparse.Namespace) -> None:
             device=args.device,
             tokenizer_dir=args.tokenizer,
             bf16_reference=False if args.no_bf16_reference else None,
+            compile_layers=args.compile,
         )
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1))
 
@@ -219,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-bf16-reference",
         action="store_true",
         help="leave out transformers under bf16 autocast (left out anyway on a CPU without bf16 instructions)",
+    )
+    steps.add_argument(
+        "--compile",
+        action="store_true",
+        help="time bertkit with `train.compile` too (bertkit_compiled), with the seconds spent compiling",
     )
     steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
     steps.add_argument("--batch-size", type=int, default=32)

@@ -59,9 +59,14 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def bertkit_step(task: Task, model: nn.Module, device: torch.device, precision: str, n_steps: int) -> TrainingStep:
-    """bertkit's own training step, as its trainer takes it, at the benchmarks' learning rate (enter it)."""
-    config = TrainConfig(lr=BENCH_LR, weight_decay=BENCH_WEIGHT_DECAY, max_grad_norm=BENCH_MAX_NORM, warmup=0.0)
+def bertkit_step(
+    task: Task, model: nn.Module, device: torch.device, precision: str, n_steps: int, compile_layers: bool = False
+) -> TrainingStep:
+    """bertkit's own training step, as its trainer takes it, at the benchmarks' learning rate (enter it);
+    `compile_layers`: with `train.compile`."""
+    config = TrainConfig(
+        lr=BENCH_LR, weight_decay=BENCH_WEIGHT_DECAY, max_grad_norm=BENCH_MAX_NORM, warmup=0.0, compile=compile_layers
+    )
     return TrainingStep(task, model, config, device, Precision.resolve(precision, device), n_steps)
 
 
@@ -103,14 +108,18 @@ def interleaved_steps(
     warmup_steps: int,
     device: torch.device,
     flops_of: Callable[[Batch], float] | None = None,
+    after_warmup: Callable[[], object] | None = None,
 ) -> dict:
     """Real (non-pad) training tokens/s of each step function, every one taking a full optimizer step on each
     batch in turn (the order rotating from batch to batch), so that all see the same machine load. The models
-    are in training mode and on `device`. The first `warmup_steps` batches are not timed. With `flops_of` (a
-    batch's model FLOPs), `model_tflops` gives each one's model TFLOP/s."""
+    are in training mode and on `device`. The first `warmup_steps` batches are not timed (`after_warmup` is
+    called once they are done). With `flops_of` (a batch's model FLOPs), `model_tflops` gives each one's model
+    TFLOP/s."""
     seconds, tokens, flops = dict.fromkeys(steps, 0.0), 0, 0.0
     names = list(steps)
     for index, batch in enumerate(batches):
+        if index == warmup_steps and after_warmup is not None:
+            after_warmup()
         batch = batch.to(device)
         # Rotate who goes first: a model run just after another (bf16 above all) starts on colder caches.
         for name in names[index % len(names) :] + names[: index % len(names)]:

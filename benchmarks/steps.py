@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import ReferenceStep, bertkit_step, interleaved_steps, training_flops, transformers_copy
-from bertkit.data.batching import epoch_batches, lengths_of
+from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import cpu_bf16_speedup, pick_device
 from bertkit.model.bert import set_unpad
 from bertkit.run import default_model_dir
 from bertkit.tasks.classify import ClassificationTask, ClassifySettings
 from bertkit.tokenizer import Tokenizer
+from bertkit.training.step_techniques import compile_report
 
 # Below this, a CPU has no bf16 instructions and emulates them: a bf16 reference run would take hours.
 BF16_REFERENCE_MIN_SPEEDUP = 0.1
@@ -33,6 +34,7 @@ def finetune_steps_side_by_side(
     device: str | None = None,
     tokenizer_dir: Path | None = None,
     bf16_reference: bool | None = None,
+    compile_layers: bool = False,
 ) -> dict:
     """Fine-tuning step tokens/s on the same batches and starting weights: bertkit's training step on its
     default path (packed where padding is over a tenth of a batch, in the precision it picks for the device)
@@ -43,7 +45,9 @@ def finetune_steps_side_by_side(
     `tokenizer_dir` then names the vocabulary): speed does not depend on the weights. The model may be any
     family member: transformers' class is the one its config.json names. Without `bf16_reference`,
     transformers runs in fp32 alone; unset, the bf16 reference is left out (saying why) on a CPU whose bf16
-    matmuls crawl (no bf16 instructions: a hundredth of fp32's speed), where it would not finish."""
+    matmuls crawl (no bf16 instructions: a hundredth of fp32's speed), where it would not finish.
+    `compile_layers` adds bertkit with `train.compile` (`bertkit_compiled`), its compile seconds and the graphs
+    it compiled during the timed steps (0 when the warmup steps compiled every kind of call)."""
     from transformers import AutoModelForSequenceClassification as TheirClassifier
 
     target = pick_device(device)
@@ -63,39 +67,60 @@ def finetune_steps_side_by_side(
     models = {"bertkit": ours, "bertkit_padded": padded, "transformers": theirs}
     if bf16_reference:
         models["transformers_bf16"] = copy.deepcopy(theirs)
+    if compile_layers:
+        models["bertkit_compiled"] = copy.deepcopy(ours)
     for model in models.values():
         model.to(target).train()
-
-    def their_loss(model, batch) -> torch.Tensor:
-        inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
-        return model(**inputs, labels=batch["targets"]).loss
 
     result = {}
     for grouped in (True, False):
         order = epoch_batches(lengths_of(examples), batch_size, 42, 0, grouped)[: warmup_steps + steps]
         batches = [task.collate([examples[i] for i in indices]) for indices in order]
-        with contextlib.ExitStack() as stack:
-            bertkit_steps = {
-                name: stack.enter_context(bertkit_step(task, models[name], target, precision, len(batches)))
-                for name, precision in (("bertkit", "auto"), ("bertkit_padded", "fp32"))
-            }
-            references = {"transformers": ReferenceStep(models["transformers"], their_loss, None, target)}
-            if bf16_reference:
-                bf16 = ReferenceStep(models["transformers_bf16"], their_loss, torch.bfloat16, target)
-                references["transformers_bf16"] = bf16
-            rates = interleaved_steps(
-                {**bertkit_steps, **references},
-                batches,
-                warmup_steps,
-                target,
-                flops_of=lambda batch: training_flops(ours.config, batch["attention_mask"]),
-            )
-        rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
-        if bf16_reference:
-            rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
-        result["length_grouped" if grouped else "random"] = rates
+        result["length_grouped" if grouped else "random"] = _time_steps(task, models, batches, warmup_steps, target)
     result["steps"], result["batch_size"] = steps, batch_size
     return result
+
+
+def _their_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    return model(**inputs, labels=batch["targets"]).loss
+
+
+def _time_steps(
+    task: ClassificationTask, models: dict, batches: list[Batch], warmup_steps: int, device: torch.device
+) -> dict:
+    """Each model of `models` stepped on `batches` in turn (`interleaved_steps`), with the ratios: bertkit's
+    default path in the precision it picks, the plain path in fp32, transformers in fp32 and (if in `models`)
+    under bf16 autocast, and (if in `models`) bertkit with `train.compile`."""
+    kinds = [("bertkit", "auto", False), ("bertkit_padded", "fp32", False), ("bertkit_compiled", "auto", True)]
+    compile_layers, bf16_reference = "bertkit_compiled" in models, "transformers_bf16" in models
+    with contextlib.ExitStack() as stack:
+        steps = {
+            name: stack.enter_context(bertkit_step(task, models[name], device, precision, len(batches), compiled))
+            for name, precision, compiled in kinds
+            if name in models
+        }
+        steps["transformers"] = ReferenceStep(models["transformers"], _their_loss, None, device)
+        if bf16_reference:
+            steps["transformers_bf16"] = ReferenceStep(models["transformers_bf16"], _their_loss, torch.bfloat16, device)
+        before, warm = compile_report(), []
+        rates = interleaved_steps(
+            steps,
+            batches,
+            warmup_steps,
+            device,
+            flops_of=lambda batch: training_flops(models["bertkit"].config, batch["attention_mask"]),
+            after_warmup=lambda: warm.append(compile_report()),
+        )
+    rates["ratio_vs_transformers"] = rates["bertkit"] / rates["transformers"]
+    if bf16_reference:
+        rates["ratio_vs_transformers_bf16"] = rates["bertkit"] / rates["transformers_bf16"]
+    if compile_layers:
+        after = compile_report()
+        rates["ratio_compiled_vs_bertkit"] = rates["bertkit_compiled"] / rates["bertkit"]
+        rates["compile_seconds"] = after[1] - before[1]
+        rates["graphs_compiled_while_timed"] = after[0] - warm[0][0]
+    return rates
 
 
 def bf16_runs_here(device: torch.device) -> bool:

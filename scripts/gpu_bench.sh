@@ -32,7 +32,8 @@ run)
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
   python3 -c 'import torch, inspect; from torch.nn.attention.varlen import varlen_attn as v; print("torch", torch.__version__, "varlen window:", "window_size" in inspect.signature(v).parameters)' || echo "this PyTorch has no varlen kernel"
   # The CUDA path's checks: the varlen kernel in bf16 against the padded fp32 path; a step that never waits.
-  { python3 -m pytest -q -m cuda -p no:cacheprovider tests/model/test_varlen.py tests/training/test_step.py 2>&1 \
+  { python3 -m pytest -q -m cuda -p no:cacheprovider tests/model/test_varlen.py tests/training/test_step.py \
+    tests/training/test_compile.py 2>&1 \
     || echo "CUDA checks FAILED"; } | tail -20 | tee "$out/gpu_cuda_tests.txt"
   # What a new sequence length costs each attention backend (the bf16 slowdown on mixed lengths).
   python3 -m benchmarks.sdpa_shapes --device cuda | tee "$out/gpu_sdpa_shapes.json" || echo "sdpa_shapes FAILED"
@@ -45,11 +46,12 @@ run)
     python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
       --model "configs/$model.json" --tokenizer .gpu/minilm_vocab | tee "$out/gpu_steps_$model.json"
   done
-  # The varlen kernel has no attention dropout: with it (above) grouped packing serves; without it, the kernel.
+  # The varlen kernel has no attention dropout: with it (above) grouped packing serves; without it, the kernel,
+  # timed with and without `train.compile` (bertkit_compiled, its compile seconds).
   python3 -c 'import json; c = json.load(open("configs/minilm_l6.json")); c["p_drop_attn"] = 0.0
 json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
   python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
-    --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab \
+    --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab --compile \
     | tee "$out/gpu_steps_minilm_l6_no_attention_dropout.json"
   python3 scripts/gpu_table.py "$out"
   ;;

@@ -51,14 +51,17 @@ def test_a_cpu_without_bf16_instructions_leaves_the_bf16_reference_out_saying_wh
     assert steps.bf16_runs_here(torch.device("cpu"))
 
 
-def test_step_bench_times_every_path_on_a_model_json(tmp_path, capsys, monkeypatch):
+def test_step_bench_times_every_path_and_the_compiled_one_on_a_model_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 1.0)  # every path, whatever this CPU's bf16
     setup = make_setup(tmp_path, n_train=40)
     command = ["bench", "steps", setup["data"]["train"], "--text", "text", "--batch-size", "4", "--steps", "2"]
-    assert main([*command, "--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu"]) == 0
+    model = ["--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu", "--compile"]
+    assert main([*command, *model]) == 0
     result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     for order in ("length_grouped", "random"):
         assert_one_workload(result[order])
+        assert result[order]["bertkit_compiled"] > 0 and result[order]["ratio_compiled_vs_bertkit"] > 0
+        assert result[order]["compile_seconds"] >= 0 and result[order]["graphs_compiled_while_timed"] >= 0
 
 
 def test_training_flops_count_every_matmul_of_a_step_on_unpadded_sequences():

@@ -286,6 +286,11 @@ class TrainConfig:
         "true: where padding is over a tenth of a batch, only real tokens go through the network; "
         "false: the plain padded path",
     )
+    compile: bool = setting(
+        False,
+        "true: each encoder layer runs through torch.compile (attention as it is, between compiled parts); "
+        "the compile time is logged",
+    )
     keep_checkpoints: int = setting(2, "checkpoints kept (the newest), at least 1")
     patience: int | None = setting(
         None, "evaluations without a better dev score before stopping, at least 1; unset: never stop early"

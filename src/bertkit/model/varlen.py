@@ -110,12 +110,14 @@ class VarlenPacking(PackedRows):
         offsets = to_device(torch.tensor(ends, dtype=torch.int32), attention_mask.device)
         return cls(**packed.rows_fields(), offsets=offsets, max_len=max(packed.lengths + [fillers]))
 
+    @torch.compiler.disable
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         rows = qkv.shape[0]
         q, k, v = qkv.view(rows, 3, n_heads, -1).unbind(1)  # (rows, heads, head_dim) each
         context = varlen_attention(q, k, v, self.offsets, self.offsets, self.max_len, self.max_len, self.half_window)
         return context.reshape(rows, -1)  # (rows, heads * head_dim)
 
+    @torch.compiler.disable
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         """The first tokens' queries over all their sequence's keys (only global layers ask for this)."""
         queries = q.view(self.batch, n_heads, -1)  # (batch, heads, head_dim): one query per sequence

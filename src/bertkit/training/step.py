@@ -99,7 +99,9 @@ class TrainingStep:
         self.scaler = torch.amp.GradScaler("cuda") if precision.dtype == torch.float16 else None
         # A fused optimizer takes the clipping factor into its own step, unless the fp16 scaler steps it.
         fused = self.optimizer if self.optimizer.defaults["fused"] and self.scaler is None else None
-        self.techniques = StepTechniques(model, device, precision.dtype, fused, plain=self.processes.several)
+        self.techniques = StepTechniques(
+            model, device, precision.dtype, fused, plain=self.processes.several, compile_layers=config.compile
+        )
         # On CUDA a fused optimizer skips a non-finite step on the device (its `found_inf`), and the step's
         # number, loss and norm wait there for `raise_if_faulted`: reading them every step would stall the GPU.
         self.deferred_checks = device.type == "cuda" and self.techniques.fused_optimizer is not None

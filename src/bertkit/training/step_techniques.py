@@ -4,7 +4,8 @@
   zeroing that touch only the rows a step used (`Gradients`);
 - the clipping factor handed to fused AdamW as its `grad_scale`, instead of a pass over every gradient;
 - the encoder's weights in bf16 for forward and backward under bf16 autocast, fp32 masters for the
-  optimizer (`LowPrecisionEncoder`).
+  optimizer (`LowPrecisionEncoder`);
+- each encoder layer through torch.compile, with `train.compile` (`CompiledLayers`).
 
 `StepTechniques` is the one thing the training step calls. The model knows none of this.
 """
@@ -12,13 +13,17 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bertkit.model.bert import Encoder
+from bertkit.errors import UserError
+from bertkit.model.bert import Encoder, EncoderLayer
+from bertkit.model.modern import ModernLayer
 
 
 class Gradients:
@@ -144,11 +149,47 @@ class LowPrecisionEncoder:
                     param.grad = buffer.copy_(grad)
 
 
+class CompiledLayers:
+    """Every encoder layer (BERT's or ModernBERT's) through torch.compile, compiled in place so that the weights
+    keep their names. Attention runs as it is between the compiled parts (`model/packed.py`): the compiler
+    fuses the projections, feed-forward, norms, dropout and residual adds around it. Token counts are symbolic
+    in the compiled graphs (`dynamic=True`), so that a run compiles one graph per kind of call (training,
+    evaluation, the [CLS]-only last layer, a padded or a packed batch), not one per batch length. The layers
+    stay compiled after training: evaluation uses them too."""
+
+    def __init__(self, model: nn.Module, device: torch.device, on: bool) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, (EncoderLayer, ModernLayer))] if on else []
+        if self.layers:
+            _check_compiler(device)
+        for layer in self.layers:
+            layer.compile(dynamic=True)
+
+
+def _check_compiler(device: torch.device) -> None:
+    """torch.compile writes Triton kernels on a GPU and C++ on a CPU: refuse in one line where it cannot."""
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise UserError("key 'train.compile': torch.compile on CUDA needs triton, which is not installed")
+    if device.type == "cpu" and not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        raise UserError("key 'train.compile': torch.compile on a CPU needs a C++ compiler (g++ or clang++)")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"key 'train.compile': bertkit compiles on CPUs and CUDA GPUs, not on {device.type}")
+
+
+def compile_report() -> tuple[int, float]:
+    """How many graphs torch.compile has compiled in this process, and the seconds that took (torch's own
+    record of its compile frames; (0, 0.0) if a future torch keeps it elsewhere)."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    seconds = compilation_time_metrics.get("_compile.compile_inner", [])
+    return len(seconds), float(sum(seconds))
+
+
 class StepTechniques:
     """The techniques a training step uses on this device and precision: sparse embedding gradients and
-        clipping on touched rows on a CPU, the clipping factor inside a fused optimizer (unless a gradient scaler
-        steps it), bf16 encoder weights under bf16; `plain` (several processes, whose gradients DDP or FSDP
-    reduce): none of them. Enter it for the length of training."""
+    clipping on touched rows on a CPU, the clipping factor inside a fused optimizer (unless a gradient scaler
+    steps it), bf16 encoder weights under bf16; `plain` (several processes, whose gradients DDP or FSDP
+    reduce): none of them. `compile_layers` (`train.compile`) compiles the encoder's layers, with or without
+    the others. Enter it for the length of training."""
 
     def __init__(
         self,
@@ -157,8 +198,10 @@ class StepTechniques:
         autocast_dtype: torch.dtype | None,
         fused_optimizer: torch.optim.Optimizer | None,
         plain: bool = False,
+        compile_layers: bool = False,
     ) -> None:
         self.model, self.plain = model, plain
+        self.compiled = CompiledLayers(model, device, compile_layers)
         self.gradients = Gradients(model, sparse_embeddings=device.type == "cpu" and not plain)
         self.low_precision = LowPrecisionEncoder(model, None if plain else autocast_dtype)
         self.fused_optimizer = None if plain else fused_optimizer

@@ -32,6 +32,7 @@ from bertkit.training.checkpoint import Progress, latest_checkpoint, read_checkp
 from bertkit.training.distributed import Processes
 from bertkit.training.report import MetricsLog, plot_curves, scalars
 from bertkit.training.step import NonFiniteStep, StepResult, TrainingStep
+from bertkit.training.step_techniques import compile_report
 
 log = logging.getLogger("bertkit")
 TIMING_STEPS = 10  # steps timed before a time budget's steps are planned
@@ -54,6 +55,7 @@ class _Run:
     running_loss: torch.Tensor | None = None  # on the device
     tokens_since_log: int = 0
     seconds_since_log: float = 0.0
+    compiled_graphs: int = 0  # as last logged (`train.compile`)
 
 
 class Trainer:
@@ -237,6 +239,9 @@ class Trainer:
             }
         )
         run.tokens_since_log, run.seconds_since_log = 0, 0.0
+        if self.config.compile and (report := compile_report())[0] != run.compiled_graphs:
+            run.compiled_graphs = report[0]
+            log.info("torch.compile: %d graphs compiled in %.1f s so far", *report)
 
     def _batch_metrics(self, result: StepResult) -> dict:
         """The task's metrics on the step's last micro-batch (MLM and NSP accuracy, say), named batch_*."""
