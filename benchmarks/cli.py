@@ -97,8 +97,10 @@ def cmd_steps(args: argparse.Namespace) -> None:
 
 def cmd_infer(args: argparse.Namespace) -> None:
     texts = [row[args.column] for path in args.data for row in read_table(path, [args.column])]
-    print(f"machine: {machine()}")
-    result = inference_side_by_side(texts, args.model, args.batch_size, args.max_len, precision=args.precision)
+    print(f"machine: {machine(pick_device(args.device))}")
+    result = inference_side_by_side(
+        texts, args.model, args.batch_size, args.max_len, precision=args.precision, device=args.device
+    )
     print(json.dumps(result, indent=1))
 
 
@@ -116,9 +118,9 @@ def cmd_entities(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(pick_device(args.device))}")
     result = embedding_side_by_side(
-        args.data, args.model or default_model_dir(), repeats=args.repeats, precision=args.precision
+        args.data, args.model or default_model_dir(), repeats=args.repeats, precision=args.precision, device=args.device
     )
     print(json.dumps(result, indent=1))
 
@@ -239,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
     inference.add_argument("--batch-size", type=int, default=32)
     inference.add_argument("--max-len", type=int, default=128)
+    inference.add_argument("--device", help="cpu, cuda (default: the best one here)")
     inference.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="bertkit's (transformers runs fp32): auto or fp32"
     )
@@ -264,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     embedding.add_argument("data", type=Path, help="scored pairs (sentence1, sentence2, score), e.g. stsb/test.tsv")
     embedding.add_argument("--model", type=Path, help="sentence-transformers or bertkit directory (default: MiniLM)")
     embedding.add_argument("--repeats", type=int, default=3)
+    embedding.add_argument("--device", help="cpu, cuda (default: the best one here)")
     embedding.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     embedding.set_defaults(run=cmd_embed)
     task = benches.add_parser(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bertkit.data.readers import read_table
-from bertkit.device import best_of
+from bertkit.device import best_of, pick_device
 from bertkit.inference import load
 from bertkit.scoring import metrics
 
@@ -27,17 +27,24 @@ def embedding_side_by_side(
     score: str = "score",
     repeats: int = 3,
     precision: str = "auto",
+    device: str | None = None,
 ) -> dict:
+    """Zero-shot STS scores of both libraries' vectors and their sentences/s over the distinct sentences:
+    `bertkit.load(dir).embed` against `SentenceTransformer.encode` on the same directory (fp32 on a CPU; on
+    a GPU in fp16, its best effort there)."""
     from sentence_transformers import SentenceTransformer
 
     rows = read_table(data, [text_a, text_b, score], [text_a, text_b])
     texts = sorted({str(row[column]) for row in rows for column in (text_a, text_b)})
     index = {text: i for i, text in enumerate(texts)}
-    ours = load(model_dir, "cpu", precision)
-    theirs = SentenceTransformer(str(model_dir), device="cpu")
-    vectors = {"bertkit": ours.embed(texts), "sentence_transformers": theirs.encode(texts)}
+    target = pick_device(device)
+    ours = load(model_dir, str(target), precision)
+    theirs = SentenceTransformer(str(model_dir), device=str(target))
+    if target.type == "cuda":
+        theirs.half()
+    vectors = {"bertkit": ours.embed(texts), "sentence_transformers": theirs.encode(texts).astype(np.float32)}
     gold = torch.tensor([float(row[score]) for row in rows])
-    result: dict = {"texts": len(texts), "pairs": len(rows), "precision": ours.precision}
+    result: dict = {"texts": len(texts), "pairs": len(rows), "precision": ours.precision, "device": target.type}
     for name, matrix in vectors.items():
         a = torch.from_numpy(matrix[[index[str(row[text_a])] for row in rows]])
         b = torch.from_numpy(matrix[[index[str(row[text_b])] for row in rows]])

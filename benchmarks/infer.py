@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from bertkit.device import best_of
+from bertkit.device import best_of, pick_device
 from bertkit.inference import load
 from bertkit.run import default_model_dir
 from bertkit.tasks.classify import ClassificationTask, ClassifySettings
@@ -52,28 +54,27 @@ def inference_side_by_side(
     max_len: int = 128,
     repeats: int = 3,
     precision: str = "auto",
+    device: str | None = None,
 ) -> dict:
     """Sentences/s from raw text to class probabilities, batch by batch, on the same weights:
     - bertkit: `bertkit.load(dir).predict(texts)` (its own batching: by length, answers in input order);
-    - transformers fp32: the fast tokenizer and the model on batches in input order, padded to the longest;
-    - onnxruntime: the same model exported to ONNX, fed the same padded batches, in input order and sorted
-      by length (the second is the strongest reference: no padding work for either library to skip).
+    - transformers: the fast tokenizer and the model on batches in input order, and sorted by length, padded
+      to the longest (fp32 on a CPU, its default; under bf16 autocast on a GPU, its best effort there);
+    - on a CPU, onnxruntime: the same model exported to ONNX, fed the same padded batches, in input order and
+      sorted by length (the strongest reference there: no padding work for either library to skip).
     Each timing is the best of `repeats` runs over all texts; tokenisation is included everywhere."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    target = pick_device(device)
     model_dir = model_dir or default_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "classifier"
         classifier_directory(model_dir, directory, max_len)
-        ours = load(directory, "cpu", precision)
+        ours = load(directory, str(target), precision)
         ours.batch_size = batch_size
-        theirs = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+        theirs = AutoModelForSequenceClassification.from_pretrained(directory).eval().to(target)
         their_tokenizer = AutoTokenizer.from_pretrained(directory)
-        session = onnx_session(theirs, Path(tmp) / "model.onnx")
-
-        in_order = [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
-        by_length = sorted(texts, key=lambda text: len(their_tokenizer.tokenize(text)))
-        sorted_batches = [by_length[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        their_dtype = torch.bfloat16 if target.type == "cuda" else None
 
         def encode(batch: list[str], tensors: str) -> dict:
             return their_tokenizer(
@@ -86,27 +87,39 @@ def inference_side_by_side(
             )
 
         @torch.inference_mode()
-        def transformers_run() -> torch.Tensor:
-            return torch.cat([theirs(**encode(batch, "pt")).logits.softmax(-1) for batch in in_order])
+        def transformers_run(batches: list[list[str]]) -> torch.Tensor:
+            with torch.autocast(target.type, dtype=their_dtype, enabled=their_dtype is not None):
+                outputs = [theirs(**encode(batch, "pt").to(target)).logits.float().softmax(-1) for batch in batches]
+            return torch.cat(outputs).cpu()
 
-        def onnx_run(batches: list[list[str]]) -> None:
-            for batch in batches:
-                session.run(["logits"], dict(encode(batch, "np")))
-
-        ours_p = torch.tensor([list(p["probabilities"].values()) for p in ours.predict(texts)])
-        seconds = {
-            "bertkit": best_of(repeats, lambda: ours.predict(texts)),
-            "transformers": best_of(repeats, transformers_run),
-            "onnxruntime": best_of(repeats, lambda: onnx_run(in_order)),
-            "onnxruntime_sorted": best_of(repeats, lambda: onnx_run(sorted_batches)),
+        in_order = batched(texts, batch_size)
+        sorted_batches = batched(sorted(texts, key=lambda text: len(their_tokenizer.tokenize(text))), batch_size)
+        runs = {
+            "bertkit": lambda: ours.predict(texts),
+            "transformers": lambda: transformers_run(in_order),
+            "transformers_sorted": lambda: transformers_run(sorted_batches),
         }
-        difference = float((ours_p - transformers_run()).abs().max())
+        if target.type == "cpu":
+            session = onnx_session(theirs, Path(tmp) / "model.onnx")
+            for name, batches in (("onnxruntime", in_order), ("onnxruntime_sorted", sorted_batches)):
+                runs[name] = functools.partial(_onnx_run, session, encode, batches)
+        ours_p = torch.tensor([list(p["probabilities"].values()) for p in ours.predict(texts)])
+        difference = float((ours_p - transformers_run(in_order)).abs().max())
+        seconds = {name: best_of(repeats, run) for name, run in runs.items()}
     result = {name: {"sentences_per_s": len(texts) / s} for name, s in seconds.items()}
-    for name in ("transformers", "onnxruntime", "onnxruntime_sorted"):
-        result[f"ratio_vs_{name}"] = seconds[name] / seconds["bertkit"]
+    result |= {f"ratio_vs_{name}": s / seconds["bertkit"] for name, s in seconds.items() if name != "bertkit"}
     result["max_probability_difference"] = difference
-    result["sentences"], result["batch_size"] = len(texts), batch_size
+    result["sentences"], result["batch_size"], result["device"] = len(texts), batch_size, target.type
     return result
+
+
+def batched(texts: list[str], batch_size: int) -> list[list[str]]:
+    return [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+
+
+def _onnx_run(session, encode: Callable[[list[str], str], dict], batches: list[list[str]]) -> None:
+    for batch in batches:
+        session.run(["logits"], dict(encode(batch, "np")))
 
 
 def tagging_inference_side_by_side(

