@@ -13,7 +13,7 @@ from benchmarks.entities import entities_against_seqeval
 from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
 from benchmarks.pretrain import compare_runs, dropout_curves, pretrain_side_by_side
-from benchmarks.steps import finetune_steps_side_by_side
+from benchmarks.steps import finetune_steps_side_by_side, loss_curves_side_by_side
 from benchmarks.task import task_side_by_side
 from benchmarks.tfidf import tfidf_baseline
 from benchmarks.tokenizer import tokenizer_throughput
@@ -93,6 +93,21 @@ def cmd_steps(args: argparse.Namespace) -> None:
             compile_layers=args.compile,
         )
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1))
+
+
+def cmd_numerics(args: argparse.Namespace) -> None:
+    print(f"machine: {machine(pick_device(args.device))}")
+    result = loss_curves_side_by_side(
+        args.data,
+        args.text,
+        args.label,
+        args.model,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        device=args.device,
+        tokenizer_dir=args.tokenizer,
+    )
+    print(json.dumps(result, indent=1))
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -233,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
     steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
     steps.set_defaults(run=cmd_steps)
+    numerics = benches.add_parser(
+        "numerics", help="training loss curves: bertkit's default path against its padded fp32 path, with transformers"
+    )
+    numerics.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
+    numerics.add_argument("--text", default="sentence")
+    numerics.add_argument("--label", default="label")
+    numerics.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON")
+    numerics.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
+    numerics.add_argument("--batch-size", type=int, default=32)
+    numerics.add_argument("--steps", type=int, default=200)
+    numerics.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    numerics.set_defaults(run=cmd_numerics)
     inference = benches.add_parser(
         "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
     )

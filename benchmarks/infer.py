@@ -75,21 +75,17 @@ def inference_side_by_side(
         theirs = AutoModelForSequenceClassification.from_pretrained(directory).eval().to(target)
         their_tokenizer = AutoTokenizer.from_pretrained(directory)
         their_dtype = torch.bfloat16 if target.type == "cuda" else None
-
-        def encode(batch: list[str], tensors: str) -> dict:
-            return their_tokenizer(
-                batch,
-                padding=True,
-                truncation=True,
-                max_length=max_len,
-                return_token_type_ids=True,
-                return_tensors=tensors,
-            )
+        encode = functools.partial(
+            their_tokenizer, padding=True, truncation=True, max_length=max_len, return_token_type_ids=True
+        )
 
         @torch.inference_mode()
         def transformers_run(batches: list[list[str]]) -> torch.Tensor:
             with torch.autocast(target.type, dtype=their_dtype, enabled=their_dtype is not None):
-                outputs = [theirs(**encode(batch, "pt").to(target)).logits.float().softmax(-1) for batch in batches]
+                outputs = [
+                    theirs(**encode(batch, return_tensors="pt").to(target)).logits.float().softmax(-1)
+                    for batch in batches
+                ]
             return torch.cat(outputs).cpu()
 
         in_order = batched(texts, batch_size)
@@ -117,9 +113,9 @@ def batched(texts: list[str], batch_size: int) -> list[list[str]]:
     return [texts[start : start + batch_size] for start in range(0, len(texts), batch_size)]
 
 
-def _onnx_run(session, encode: Callable[[list[str], str], dict], batches: list[list[str]]) -> None:
+def _onnx_run(session, encode: Callable[..., dict], batches: list[list[str]]) -> None:
     for batch in batches:
-        session.run(["logits"], dict(encode(batch, "np")))
+        session.run(["logits"], dict(encode(batch, return_tensors="np")))
 
 
 def tagging_inference_side_by_side(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from benchmarks.common import ReferenceStep, bertkit_step, interleaved_steps, tr
 from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import cpu_bf16_speedup, pick_device
 from bertkit.model.bert import set_unpad
+from bertkit.model.dropout import set_dropout
 from bertkit.run import default_model_dir
 from bertkit.tasks.classify import ClassificationTask, ClassifySettings
 from bertkit.tokenizer import Tokenizer
+from bertkit.training.step import StepResult
 from bertkit.training.step_techniques import compile_report
 
 # Below this, a CPU has no bf16 instructions and emulates them: a bf16 reference run would take hours.
@@ -48,11 +51,91 @@ def finetune_steps_side_by_side(
     matmuls crawl (no bf16 instructions: a hundredth of fp32's speed), where it would not finish.
     `compile_layers` adds bertkit with `train.compile` (`bertkit_compiled`), its compile seconds and the graphs
     it compiled during the timed steps (0 when the warmup steps compiled every kind of call)."""
-    from transformers import AutoModelForSequenceClassification as TheirClassifier
-
     target = pick_device(device)
     if bf16_reference is None:
         bf16_reference = bf16_runs_here(target)
+    task, examples, models = _same_start(
+        train_file, text, label, model_dir, tokenizer_dir, max_len, target, bf16_reference, compile_layers
+    )
+    result = {}
+    for grouped in (True, False):
+        order = epoch_batches(lengths_of(examples), batch_size, 42, 0, grouped)[: warmup_steps + steps]
+        batches = [task.collate([examples[i] for i in indices]) for indices in order]
+        result["length_grouped" if grouped else "random"] = _time_steps(task, models, batches, warmup_steps, target)
+    result["steps"], result["batch_size"] = steps, batch_size
+    return result
+
+
+def loss_curves_side_by_side(
+    train_file: Path,
+    text: str,
+    label: str,
+    model_dir: Path | None = None,
+    batch_size: int = 32,
+    max_len: int = 128,
+    steps: int = 200,
+    device: str | None = None,
+    tokenizer_dir: Path | None = None,
+) -> dict:
+    """Training loss curves on the same random (mixed-length) batches from the same weights, dropout off so
+    that only the arithmetic differs: bertkit's default path (packed; bf16 on a GPU) against its plain path
+    (padded, fp32), with transformers in fp32 and (where it runs) under bf16 autocast beside them, whose
+    difference is what bf16 alone does to a curve. Gives the mean absolute difference per step of each pair
+    and each curve's mean loss over its first and last tenth of steps."""
+    target = pick_device(device)
+    task, examples, models = _same_start(
+        train_file, text, label, model_dir, tokenizer_dir, max_len, target, bf16_runs_here(target), False
+    )
+    for model in models.values():
+        set_dropout(model, 0.0)
+    order = epoch_batches(lengths_of(examples), batch_size, 42, 0, False)[:steps]
+    batches = [task.collate([examples[i] for i in indices]) for indices in order]
+    curves: dict[str, list[float]] = {name: [] for name in models}
+    with contextlib.ExitStack() as stack:
+        step_of = {
+            name: stack.enter_context(bertkit_step(task, models[name], target, precision, len(batches)))
+            for name, precision in (("bertkit", "auto"), ("bertkit_padded", "fp32"))
+        }
+        for name, dtype in (("transformers", None), ("transformers_bf16", torch.bfloat16)):
+            if name in models:
+                step_of[name] = ReferenceStep(models[name], _their_loss, dtype, target, len(batches))
+        for batch in batches:
+            batch = batch.to(target)
+            for name, step in step_of.items():
+                loss = step([batch])
+                curves[name].append(float(loss.loss if isinstance(loss, StepResult) else loss))
+    pairs = [("bertkit", "bertkit_padded"), ("bertkit_padded", "transformers"), ("transformers_bf16", "transformers")]
+    tenth = max(1, len(batches) // 10)
+    return {
+        "steps": len(batches),
+        "device": target.type,
+        "mean_abs_difference": {
+            f"{a}_vs_{b}": statistics.mean(abs(x - y) for x, y in zip(curves[a], curves[b], strict=True))
+            for a, b in pairs
+            if a in curves
+        },
+        "loss_first_tenth": {name: statistics.mean(curve[:tenth]) for name, curve in curves.items()},
+        "loss_last_tenth": {name: statistics.mean(curve[-tenth:]) for name, curve in curves.items()},
+    }
+
+
+def _same_start(
+    train_file: Path,
+    text: str,
+    label: str,
+    model_dir: Path | None,
+    tokenizer_dir: Path | None,
+    max_len: int,
+    target: torch.device,
+    bf16_reference: bool,
+    compile_layers: bool,
+) -> tuple[ClassificationTask, list, dict]:
+    """The classification task on `train_file`, its encoded examples, and the models to step, all from the
+    same starting weights, in training mode on `target`: bertkit (`bertkit`, and `bertkit_padded` with
+    packing off, and `bertkit_compiled` if asked for) and transformers (`transformers`, and
+    `transformers_bf16` if asked for)."""
+    from transformers import AutoModelForSequenceClassification as TheirClassifier
+
     model_dir = model_dir or default_model_dir()
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir or model_dir)
     task = ClassificationTask(ClassifySettings(text=text, label=label), tokenizer, model_dir, max_len)
@@ -71,14 +154,7 @@ def finetune_steps_side_by_side(
         models["bertkit_compiled"] = copy.deepcopy(ours)
     for model in models.values():
         model.to(target).train()
-
-    result = {}
-    for grouped in (True, False):
-        order = epoch_batches(lengths_of(examples), batch_size, 42, 0, grouped)[: warmup_steps + steps]
-        batches = [task.collate([examples[i] for i in indices]) for indices in order]
-        result["length_grouped" if grouped else "random"] = _time_steps(task, models, batches, warmup_steps, target)
-    result["steps"], result["batch_size"] = steps, batch_size
-    return result
+    return task, examples, models
 
 
 def _their_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -60,6 +60,10 @@ json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
   python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
     --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab --compile \
     | tee "$out/gpu_steps_minilm_l6_no_attention_dropout.json"
+  # Numerics: 200 steps of the packed bf16 path against the padded fp32 one on the same batches, dropout off,
+  # beside what bf16 alone does to transformers' curve.
+  python3 -m bertkit bench numerics .gpu/rt_train.tsv --device cuda --steps 200 \
+    --model configs/minilm_l6.json --tokenizer .gpu/minilm_vocab | tee "$out/gpu_numerics.json" || echo "bench numerics FAILED"
   # Prediction and embedding (targets: 2x transformers bf16 on length-sorted batches, 2x sentence-transformers
   # in fp16) on MiniLM's shape with random weights: speed does not depend on them.
   python3 -c 'import transformers as t; d = ".gpu/minilm_random"; t.BertModel(t.BertConfig.from_pretrained(d)).save_pretrained(d)'

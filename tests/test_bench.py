@@ -206,3 +206,21 @@ def test_the_tfidf_baseline_refuses_a_training_set_of_one_label_in_one_line(tmp_
     command = ["bench", "tfidf", str(tmp_path / "train.tsv"), "--test", str(tmp_path / "train.tsv")]
     assert main([*command, "--train-rows", "1"]) == 2
     assert "the 1 training rows hold fewer than two labels in column 'label'" in capsys.readouterr().err
+
+
+def test_the_numerics_bench_steps_every_path_on_the_same_batches(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 1.0)  # transformers' bf16 curve too
+    setup = make_setup(tmp_path, n_train=48)
+    command = ["bench", "numerics", setup["data"]["train"], "--text", "text", "--batch-size", "8", "--steps", "6"]
+    assert main([*command, "--model", setup["model"], "--tokenizer", setup["tokenizer"], "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert result["steps"] == 6 and set(result["loss_last_tenth"]) == {
+        "bertkit",
+        "bertkit_padded",
+        "transformers",
+        "transformers_bf16",
+    }
+    differences = result["mean_abs_difference"]
+    assert differences["bertkit_padded_vs_transformers"] < 1e-5  # the same fp32 arithmetic
+    # bertkit's default path is fp32 or bf16 as this CPU has it: within what bf16 does to transformers' curve
+    assert differences["bertkit_vs_bertkit_padded"] < max(1e-5, 10 * differences["transformers_bf16_vs_transformers"])
