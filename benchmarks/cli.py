@@ -41,7 +41,7 @@ def cmd_tokenizer(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(pick_device())}")
     summary = finetune_side_by_side(
         args.data,
         args.seeds,
@@ -50,6 +50,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         args.max_len,
         best_effort=args.best_effort,
         work_dir=args.work_dir,
+        model_dir=args.model,
         settings=dict(_setting(a) for a in args.set) or None,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="transformers with bf16 autocast and group_by_length instead of its defaults (bertkit then groups too)",
     )
+    finetune.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
     finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
     finetune.add_argument(
         "--set",

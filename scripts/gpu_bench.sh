@@ -7,6 +7,8 @@
 #   scripts/gpu_bench.sh run       there, with .gpu/ copied beside the source: the CUDA checks (pytest -m cuda),
 #                                  then the benchmarks; JSON results and one table of them (gpu_table.md and
 #                                  .json) land in $OUT (or runs/)
+#   scripts/gpu_bench.sh endtoend  there, with .gpu_e2e/ copied beside the source: `bertkit train` on RT against
+#                                  the Trainer with MiniLM's weights, 3 seeds (bench finetune --best-effort)
 #   scripts/gpu_bench.sh korean M  there: the Korean BERT pretrained for M minutes (bf16), then fine-tuned on NSMC
 #                                  with 3 seeds at once; the model and the runs' records land in runs/
 #   scripts/gpu_bench.sh modern M  there: the ModernBERT recipe (configs/pretrain_nsmc_modern_gpu.json) for M minutes,
@@ -32,6 +34,14 @@ prepare)
   cp -r "$minilm"/{1_Pooling,config.json,config_sentence_transformers.json,modules.json} .gpu/minilm_random/
   cp "$minilm"/{sentence_bert_config.json,special_tokens_map.json,tokenizer.json,tokenizer_config.json} .gpu/minilm_random/
   cp "$minilm"/vocab.txt .gpu/minilm_random/
+  # For `endtoend`, apart (.gpu_e2e/, about 47 MB): RT's three splits and MiniLM with its weights in fp16, which
+  # `endtoend` turns back into fp32 there (both libraries start from those same weights).
+  mkdir -p .gpu_e2e/rt
+  cp ../shared/data/rt_sentences/{train,dev,test}.tsv .gpu_e2e/rt/
+  cp -r .gpu/minilm_random .gpu_e2e/minilm
+  .venv/bin/python -c 'import sys, safetensors.torch as st; w = st.load_file(sys.argv[1])
+st.save_file({k: v.half() for k, v in w.items()}, ".gpu_e2e/minilm/model.safetensors", {"format": "pt"})' \
+    "$minilm/model.safetensors"
   ;;
 run)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -71,6 +81,17 @@ json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
     | tee "$out/gpu_infer.json" || echo "bench infer FAILED"
   python3 -m bertkit bench embed .gpu/stsb_test.tsv --model .gpu/minilm_random --device cuda 2> /dev/null \
     | tee "$out/gpu_embed.json" || echo "bench embed FAILED"
+  python3 scripts/gpu_table.py "$out"
+  ;;
+endtoend)
+  export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  out=${OUT:-runs}
+  python3 -c 'import safetensors.torch as st; p = ".gpu_e2e/minilm/model.safetensors"
+st.save_file({k: v.float() for k, v in st.load_file(p).items()}, p, {"format": "pt"})'
+  # `bertkit train` on RT against the Trainer, both bf16 and length-grouped (targets: 2x real tokens/s, test
+  # accuracy within 0.5 point), 3 seeds.
+  python3 -m bertkit bench finetune .gpu_e2e/rt --best-effort --model .gpu_e2e/minilm --work-dir runs/bench_finetune \
+    | tee "$out/gpu_finetune.json"
   python3 scripts/gpu_table.py "$out"
   ;;
 korean)
@@ -115,7 +136,7 @@ print(json.dumps(results, indent=1))
 PY
   ;;
 *)
-  echo "usage: $0 prepare|run|korean MINUTES|modern MINUTES|nsmc MODEL..." >&2
+  echo "usage: $0 prepare|run|endtoend|korean MINUTES|modern MINUTES|nsmc MODEL..." >&2
   exit 2
   ;;
 esac
