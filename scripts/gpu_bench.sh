@@ -16,8 +16,15 @@
 #   scripts/gpu_bench.sh nsmc M...  there: fine-tunes each model (a directory, or an architecture JSON to start from
 #                                  random weights) on NSMC in fp32, 3 seeds each, all at once; accuracies in
 #                                  $OUT/nsmc_gpu.json
-# The GPU machine's python3 already holds torch, transformers, tokenizers, safetensors and tqdm.
+# The GPU machine's python3 already holds torch, transformers, sentence-transformers, tokenizers, safetensors and tqdm.
 set -euo pipefail
+
+bench() {  # bench NAME COMMAND...: its JSON to $out/gpu_NAME.json; when it started is said, and a failure
+  local name=$1
+  shift
+  echo "== $name (at ${SECONDS}s)"
+  "$@" | tee "$out/gpu_$name.json" || echo "$name FAILED"
+}
 case "${1:-}" in
 prepare)
   mkdir -p .gpu/minilm_vocab
@@ -48,39 +55,38 @@ run)
   out=${OUT:-runs}
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
   python3 -c 'import torch, inspect; from torch.nn.attention.varlen import varlen_attn as v; print("torch", torch.__version__, "varlen window:", "window_size" in inspect.signature(v).parameters)' || echo "this PyTorch has no varlen kernel"
-  # The CUDA path's checks: the varlen kernel in bf16 against the padded fp32 path; a step that never waits.
+  # The CUDA path's checks: the varlen kernel in bf16 against the padded fp32 path; a step that never waits;
+  # compiled layers against plain ones.
   { python3 -m pytest -q -m cuda -p no:cacheprovider tests/model/test_varlen.py tests/training/test_step.py \
     tests/training/test_compile.py 2>&1 \
     || echo "CUDA checks FAILED"; } | tail -20 | tee "$out/gpu_cuda_tests.txt"
   # What a new sequence length costs each attention backend (the bf16 slowdown on mixed lengths).
-  python3 -m benchmarks.sdpa_shapes --device cuda | tee "$out/gpu_sdpa_shapes.json" || echo "sdpa_shapes FAILED"
+  bench sdpa_shapes python3 -m benchmarks.sdpa_shapes --device cuda
   # Pretraining at seq 128, BERT-base shape, bf16 (target: model FLOPs utilisation at least 50%).
-  python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
+  bench pretrain python3 -m bertkit bench pretrain configs/pretrain_nsmc.json --device cuda --steps 30 \
     --set model=configs/bert_base.json --set tokenizer=.gpu/vocab_nsmc --set pretrain.prepared=.gpu/nsmc_corpus \
-    --set pretrain.nsp=true --set train.batch_size=128 | tee "$out/gpu_pretrain.json"
+    --set pretrain.nsp=true --set train.batch_size=128
   # Mixed-length fine-tuning (target: at least 2x transformers with SDPA), MiniLM-L6 and BERT-base shapes.
   for model in minilm_l6 bert_base; do
-    python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
-      --model "configs/$model.json" --tokenizer .gpu/minilm_vocab | tee "$out/gpu_steps_$model.json"
+    bench "steps_$model" python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
+      --model "configs/$model.json" --tokenizer .gpu/minilm_vocab
   done
   # The varlen kernel has no attention dropout: with it (above) grouped packing serves; without it, the kernel,
   # timed with and without `train.compile` (bertkit_compiled, its compile seconds).
   python3 -c 'import json; c = json.load(open("configs/minilm_l6.json")); c["p_drop_attn"] = 0.0
 json.dump(c, open(".gpu/minilm_l6_no_attention_dropout.json", "w"))'
-  python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda --steps 50 \
-    --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab --compile \
-    | tee "$out/gpu_steps_minilm_l6_no_attention_dropout.json"
+  bench steps_minilm_l6_no_attention_dropout python3 -m bertkit bench steps .gpu/rt_train.tsv --device cuda \
+    --steps 50 --model .gpu/minilm_l6_no_attention_dropout.json --tokenizer .gpu/minilm_vocab --compile
   # Numerics: 200 steps of the packed bf16 path against the padded fp32 one on the same batches, dropout off,
   # beside what bf16 alone does to transformers' curve.
-  python3 -m bertkit bench numerics .gpu/rt_train.tsv --device cuda --steps 200 \
-    --model configs/minilm_l6.json --tokenizer .gpu/minilm_vocab | tee "$out/gpu_numerics.json" || echo "bench numerics FAILED"
+  bench numerics python3 -m bertkit bench numerics .gpu/rt_train.tsv --device cuda --steps 200 \
+    --model configs/minilm_l6.json --tokenizer .gpu/minilm_vocab
   # Prediction and embedding (targets: 2x transformers bf16 on length-sorted batches, 2x sentence-transformers
   # in fp16) on MiniLM's shape with random weights: speed does not depend on them.
   python3 -c 'import transformers as t; d = ".gpu/minilm_random"; t.BertModel(t.BertConfig.from_pretrained(d)).save_pretrained(d)'
-  python3 -m bertkit bench infer .gpu/rt_test.tsv --model .gpu/minilm_random --device cuda \
-    | tee "$out/gpu_infer.json" || echo "bench infer FAILED"
-  python3 -m bertkit bench embed .gpu/stsb_test.tsv --model .gpu/minilm_random --device cuda 2> /dev/null \
-    | tee "$out/gpu_embed.json" || echo "bench embed FAILED"
+  bench infer python3 -m bertkit bench infer .gpu/rt_test.tsv --model .gpu/minilm_random --device cuda
+  bench embed python3 -m bertkit bench embed .gpu/stsb_test.tsv --model .gpu/minilm_random --device cuda
+  echo "== done at ${SECONDS}s"
   python3 scripts/gpu_table.py "$out"
   ;;
 endtoend)
