@@ -52,6 +52,7 @@ def test_a_cpu_without_bf16_instructions_leaves_the_bf16_reference_out_saying_wh
     assert steps.bf16_runs_here(torch.device("cpu"))
 
 
+@pytest.mark.slow  # compiles, or steps four models: kept out of the default suite
 def test_step_bench_times_every_path_and_the_compiled_one_on_a_model_json(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 1.0)  # every path, whatever this CPU's bf16
     setup = make_setup(tmp_path, n_train=40)
@@ -208,6 +209,7 @@ def test_the_tfidf_baseline_refuses_a_training_set_of_one_label_in_one_line(tmp_
     assert "the 1 training rows hold fewer than two labels in column 'label'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # compiles, or steps four models: kept out of the default suite
 def test_the_numerics_bench_steps_every_path_on_the_same_batches(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(steps, "cpu_bf16_speedup", lambda: 1.0)  # transformers' bf16 curve too
     setup = make_setup(tmp_path, n_train=48)
