@@ -13,6 +13,7 @@ from bertkit import BertModel, ModelConfig
 from bertkit.model import layout_choice
 from bertkit.model.attention import KeyMask, self_attention
 from bertkit.model.bert import set_unpad
+from bertkit.model.dropout import set_dropout
 from bertkit.model.packed import PACKED_ROWS_MULTIPLE, Padded, window_mask
 from bertkit.model.varlen import VarlenPacking, kernel_fits
 
@@ -103,6 +104,20 @@ def test_the_kernel_serves_only_where_it_computes_the_layer():
     mask = random_batch(50, MANY_LENGTHS)["attention_mask"]
     layout = layout_choice.layout_for(mask, True, torch.float32, 64, 0.0, False)
     assert not isinstance(layout, VarlenPacking)
+
+
+def test_the_layout_choice_sees_the_attention_dropout_a_recipe_set(small_config, monkeypatch):
+    """A pretraining recipe's `dropout: 0` (`set_dropout`) leaves the config's 0.1 saved, but the kernel may
+    then serve the training forward."""
+    seen = []
+    monkeypatch.setattr(layout_choice, "kernel_fits", lambda device, dtype, head_dim, p, windowed: seen.append(p))
+    model = BertModel(small_config).train()
+    batch = random_batch(small_config.vocab_size, MANY_LENGTHS)
+    model(**batch)
+    set_dropout(model, 0.0)
+    model(**batch)
+    model.eval()(**batch)
+    assert seen == [small_config.p_drop_attn, 0.0, 0.0] and small_config.p_drop_attn > 0
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")

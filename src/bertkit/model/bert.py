@@ -166,6 +166,11 @@ class BertModel(Pretrained):
             self.pooler = Pooler(config) if add_pooler is not False else None
         self.apply(lambda module: init_bert_weights(module, config.initializer_range))
 
+    def attention_dropout(self) -> float:
+        """The layers' attention dropout as it is now: `set_dropout` (a pretraining recipe's) may have changed
+        it from the config's."""
+        return max(layer.p_drop_attn for layer in self.encoder.layers)
+
     def token_features(self, hidden: Tensor) -> Tensor:
         """What a per-token head reads of the last hidden states: ModernBERT's, its `head` over them."""
         return self.pooler(hidden) if isinstance(self.pooler, ModernHead) else hidden
@@ -219,7 +224,7 @@ class BertModel(Pretrained):
             self.unpad,
             compute_dtype(input_ids.device, self.embeddings.word.weight.dtype),
             config.dim // config.n_heads,
-            config.p_drop_attn if self.training else 0.0,
+            self.attention_dropout() if self.training else 0.0,
             config.model_type == "modernbert" and config.global_every > 1,
         )
         if isinstance(layout, PackedRows):
