@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     finetune.add_argument("--text", default="sentence")
     finetune.add_argument("--label", default="label")
-    finetune.add_argument("--max-len", type=int, default=128)
+    finetune.add_argument("--max-len", type=positive(int), default=128)
     finetune.add_argument(
         "--best-effort",
         action="store_true",
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain", help="pretraining tokens/s against transformers' BertForPreTraining on the same batches"
     )
     pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
-    pretraining.add_argument("--steps", type=int, default=20, help="timed steps per library")
+    pretraining.add_argument("--steps", type=positive(int), default=20, help="timed steps per library")
     pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     pretraining.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
     pretraining.add_argument(
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dropout", help="pretraining loss curves with dropout on, bertkit against transformers, seed by seed"
     )
     dropout.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
-    dropout.add_argument("--steps", type=int, default=300)
+    dropout.add_argument("--steps", type=positive(int), default=300)
     dropout.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     dropout.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
     dropout.set_defaults(run=cmd_dropout)
@@ -246,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="time bertkit with `train.compile` too (bertkit_compiled), with the seconds spent compiling",
     )
     steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
-    steps.add_argument("--batch-size", type=int, default=32)
-    steps.add_argument("--steps", type=int, default=20, help="timed steps per model and batch order")
+    steps.add_argument("--batch-size", type=positive(int), default=32)
+    steps.add_argument("--steps", type=positive(int), default=20, help="timed steps per model and batch order")
     steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
     steps.set_defaults(run=cmd_steps)
     numerics = benches.add_parser(
@@ -258,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     numerics.add_argument("--label", default="label")
     numerics.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON")
     numerics.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
-    numerics.add_argument("--batch-size", type=int, default=32)
-    numerics.add_argument("--steps", type=int, default=200)
+    numerics.add_argument("--batch-size", type=positive(int), default=32)
+    numerics.add_argument("--steps", type=positive(int), default=200)
     numerics.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
     numerics.set_defaults(run=cmd_numerics)
     inference = benches.add_parser(
@@ -268,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
     inference.add_argument("--column", default="sentence", help="text column (default: sentence)")
     inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
-    inference.add_argument("--batch-size", type=int, default=32)
-    inference.add_argument("--max-len", type=int, default=128)
+    inference.add_argument("--batch-size", type=positive(int), default=32)
+    inference.add_argument("--max-len", type=positive(int), default=128)
     inference.add_argument("--device", help="cpu, cuda (default: the best one here)")
     inference.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="bertkit's (transformers runs fp32): auto or fp32"
@@ -280,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tags.add_argument("model", type=Path, help="a tagging model directory (bertkit train, task tag)")
     tags.add_argument("data", type=Path, help="CoNLL file of sentences")
-    tags.add_argument("--batch-size", type=int, default=32)
-    tags.add_argument("--max-len", type=int, default=128)
+    tags.add_argument("--batch-size", type=positive(int), default=32)
+    tags.add_argument("--max-len", type=positive(int), default=128)
     tags.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     tags.set_defaults(run=cmd_infer_tags)
     entity_scores = benches.add_parser(
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embedding.add_argument("data", type=Path, help="scored pairs (sentence1, sentence2, score), e.g. stsb/test.tsv")
     embedding.add_argument("--model", type=Path, help="sentence-transformers or bertkit directory (default: MiniLM)")
-    embedding.add_argument("--repeats", type=int, default=3)
+    embedding.add_argument("--repeats", type=positive(int), default=3)
     embedding.add_argument("--device", help="cpu, cuda (default: the best one here)")
     embedding.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     embedding.set_defaults(run=cmd_embed)
@@ -312,14 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("data", type=Path, help="TSV/CSV/JSONL of texts, one a request")
     load.add_argument("--column", default="sentence", help="text column (default: sentence)")
     load.add_argument("--seconds", type=float, default=8.0, help="per closed-loop run")
-    load.add_argument("--limit", type=int, default=1000, help="texts taken from the file")
-    load.add_argument("--max-queue", type=int, default=1024, help="the server's --max-queue")
+    load.add_argument("--limit", type=positive(int), default=1000, help="texts taken from the file")
+    load.add_argument("--max-queue", type=positive(int), default=1024, help="the server's --max-queue")
     load.set_defaults(run=cmd_serve)
     onnx = benches.add_parser("onnx", help="a model against its ONNX export, fp32 and int8: scores and speed")
     onnx.add_argument("model", type=Path, help="a saved model directory")
     onnx.add_argument("data", type=Path, help="a labelled file the model's task reads (its test set)")
     onnx.add_argument("--work-dir", type=Path, default=Path("runs/bench_onnx"))
-    onnx.add_argument("--repeats", type=int, default=3)
+    onnx.add_argument("--repeats", type=positive(int), default=3)
     onnx.set_defaults(run=cmd_onnx)
     return parser
 

@@ -226,3 +226,18 @@ def test_the_numerics_bench_steps_every_path_on_the_same_batches(tmp_path, capsy
     assert differences["bertkit_padded_vs_transformers"] < 1e-5  # the same fp32 arithmetic
     # bertkit's default path is fp32 or bf16 as this CPU has it: within what bf16 does to transformers' curve
     assert differences["bertkit_vs_bertkit_padded"] < max(1e-5, 10 * differences["transformers_bf16_vs_transformers"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["numerics", "x.tsv", "--steps", "0"],
+        ["steps", "x.tsv", "--batch-size", "-2"],
+        ["embed", "x.tsv", "--repeats", "0"],
+    ],
+)
+def test_a_count_below_one_is_refused_in_one_line(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", *command])
+    assert exit_.value.code == 2
+    assert "must be a finite number above 0" in capsys.readouterr().err.splitlines()[-1]
