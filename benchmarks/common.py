@@ -59,6 +59,12 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def trainer_placement(device: torch.device) -> dict:
+    """TrainingArguments that put transformers' Trainer on `device`, where bertkit's run of the same config is
+    (the Trainer takes any GPU it sees unless told to use the CPU)."""
+    return {"use_cpu": device.type == "cpu"}
+
+
 def bertkit_step(
     task: Task, model: nn.Module, device: torch.device, precision: str, n_steps: int, compile_layers: bool = False
 ) -> TrainingStep:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from benchmarks.task import step_timer, trainer_arguments
 from bertkit.data.batching import Batch
 from bertkit.data.readers import Row
+from bertkit.device import pick_device
 from bertkit.run import build_task
 from bertkit.run_config import RunConfig
 from bertkit.tasks.embed import EmbedTask
@@ -34,7 +35,8 @@ def _score(task: EmbedTask, model, loss, rows: list[Row]) -> dict:
     outputs = {"embeddings": first, "second": second, "similarity": F.cosine_similarity(first, second)}
     if task.classifying:
         with torch.no_grad():
-            outputs["logits"] = loss.classifier(torch.cat([first, second, (first - second).abs()], dim=1))
+            features = torch.cat([first, second, (first - second).abs()], dim=1)
+            outputs["logits"] = loss.classifier(features.to(loss.classifier.weight.device)).cpu()
     examples = task.encode(rows) if task.objective.target != "none" else []
     targets = torch.tensor([example.target for example in examples])
     evaluator = task.objective.evaluator(task.labels)
@@ -58,7 +60,8 @@ def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> d
     files = (("dev", config.data.dev), ("test", config.data.test))
     rows = {split: task.read(path, with_targets=True) for split, path in files if path}
     torch.manual_seed(seed)
-    model = SentenceTransformer(str(task.model_source), device="cpu")
+    device = pick_device(config.device)
+    model = SentenceTransformer(str(task.model_source), device=str(device))
     model.max_seq_length = config.max_len
 
     columns = {"sentence1": [str(r[settings.text_a]) for r in train_rows]}
@@ -81,7 +84,7 @@ def sentence_transformers_run(config: RunConfig, seed: int, work_dir: Path) -> d
             return {"main": _score(task, model, loss, selection_rows)[task.main_metric]}
 
     train = config.train
-    timer = step_timer()
+    timer = step_timer(device)
     batches = BatchSamplers.NO_DUPLICATES if task.objective.distinct_texts else BatchSamplers.BATCH_SAMPLER
     args = Arguments(**trainer_arguments(config, seed, work_dir), batch_sampler=batches)
     trainer = SentenceTransformerTrainer(

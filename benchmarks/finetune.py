@@ -6,7 +6,11 @@ import json
 import statistics
 from pathlib import Path
 
+import torch
+
+from benchmarks.common import trainer_placement
 from bertkit.data.readers import read_table
+from bertkit.device import pick_device
 from bertkit.run import default_model_dir, run
 from bertkit.run_config import RunConfig
 
@@ -24,6 +28,7 @@ def _transformers_finetune(
     seed: int,
     best_effort: bool,
     work_dir: Path,
+    device: torch.device,
 ) -> dict:
     """transformers' Trainer with its defaults (or bf16 + group_by_length): test accuracy, real tokens/s."""
     from transformers import (
@@ -61,8 +66,8 @@ def _transformers_finetune(
         eval_strategy="no",
         logging_strategy="no",
         report_to="none",
-        use_cpu=True,
         disable_tqdm=True,
+        **trainer_placement(device),
         **options,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
@@ -131,6 +136,7 @@ def finetune_side_by_side(
             seed,
             best_effort,
             work_dir / f"transformers-seed-{seed}",
+            pick_device(),  # where `run` put bertkit: the best device here
         )
         rows["transformers"].append({"seed": seed, **theirs})
         print(

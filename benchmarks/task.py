@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from benchmarks import qa
+from benchmarks.common import synchronize, trainer_placement
+from bertkit.device import pick_device
 from bertkit.run import build_task, run
 from bertkit.run_config import RunConfig
 from bertkit.scoring import entities, metrics
@@ -89,17 +91,20 @@ def _score(task, rows, logits: np.ndarray, features: list[dict]) -> dict:
     return metrics.single_label(logits.argmax(-1), labels, task.labels)
 
 
-def step_timer():
-    """A Trainer callback that sums the time of the training steps alone (`.seconds`)."""
+def step_timer(device: torch.device):
+    """A Trainer callback that sums the time of the training steps alone (`.seconds`); on a GPU each step is
+    waited for, so that its time is not counted in the evaluation that follows it."""
     from transformers import TrainerCallback
 
     class StepTimes(TrainerCallback):
         seconds, started = 0.0, 0.0
 
         def on_step_begin(self, *args, **kwargs):
+            synchronize(device)
             self.started = time.perf_counter()
 
         def on_step_end(self, *args, **kwargs):
+            synchronize(device)
             self.seconds += time.perf_counter() - self.started
 
     return StepTimes()
@@ -124,8 +129,8 @@ def trainer_arguments(config: RunConfig, seed: int, work_dir: Path) -> dict:
         metric_for_best_model="main",
         logging_strategy="no",
         report_to="none",
-        use_cpu=True,
         disable_tqdm=True,
+        **trainer_placement(pick_device(config.device)),
     )
 
 
@@ -161,7 +166,7 @@ def transformers_run(config: RunConfig, seed: int, work_dir: Path) -> dict:
         model = AutoModelForSequenceClassification.from_pretrained(task.model_source, num_labels=n_labels, **extra)
         collator = DataCollatorWithPadding(tokenizer)
 
-    timer = step_timer()
+    timer = step_timer(pick_device(config.device))
     selection = "dev" if "dev" in rows else "train"
 
     def compute_metrics(prediction) -> dict:

@@ -8,7 +8,8 @@ from tiny import make_setup
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import steps
-from benchmarks.common import training_flops
+from benchmarks.common import trainer_placement, training_flops
+from benchmarks.finetune import finetune_side_by_side
 from benchmarks.infer import inference_side_by_side
 from benchmarks.steps import finetune_steps_side_by_side
 from bertkit.cli import main
@@ -241,3 +242,26 @@ def test_a_count_below_one_is_refused_in_one_line(command, capsys):
         main(["bench", *command])
     assert exit_.value.code == 2
     assert "must be a finite number above 0" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_finetune_bench_trains_both_libraries_on_the_same_device(tmp_path, minilm_dir):
+    for split, n in (("train", 24), ("dev", 8), ("test", 8)):
+        rows = "".join(f"{'good ' * (i % 5 + 1)}film\t{i % 2}\n" for i in range(n))
+        (tmp_path / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+    summary = finetune_side_by_side(
+        tmp_path,
+        [42],
+        "sentence",
+        "label",
+        max_len=32,
+        epochs=1,
+        batch_size=8,
+        model_dir=minilm_dir,
+        work_dir=tmp_path / "runs",
+    )
+    for library in ("bertkit", "transformers"):
+        assert 0 <= summary[library]["test_accuracy"] <= 1 and summary[library]["train_tokens_per_s"] > 0
+    assert summary["tokens_per_s_ratio"] > 0
+    # the Trainer is kept off a GPU only where bertkit runs on the CPU
+    assert trainer_placement(torch.device("cuda")) == {"use_cpu": False}
+    assert trainer_placement(torch.device("cpu")) == {"use_cpu": True}
