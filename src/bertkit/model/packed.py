@@ -9,7 +9,7 @@ tokens belong to which sequence; a layout knows that, and runs it:
     `model/varlen.py` through the variable-length flash kernel.
 `model/layout_choice.py` picks one.
 
-A layout's attention is never traced by torch.compile (`torch.compiler.disable`): its plan is made on the host
+A layout's attention is never traced by torch.compile (`model/graph_breaks.py`): its plan is made on the host
 and varies from batch to batch, and its kernels (SDPA, the varlen kernel) are fused already. A compiled layer
 (`train.compile`) compiles the per-token work on either side of it.
 """
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from bertkit.device import on_host, to_device
 from bertkit.model.attention import KeyMask, attention, self_attention
+from bertkit.model.graph_breaks import eager_only
 
 # Grouped packing costs a gather and a scatter around every attention: it pays only where padding is a real share of
 # the batch (random batches of mixed lengths), not on batches grouped by length.
@@ -88,14 +89,14 @@ class Padded:
             return cls(None)
         return cls(KeyMask(attention_mask.bool()[:, None, None, :]))
 
-    @torch.compiler.disable
+    @eager_only
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         return self_attention(qkv, self.key_mask, n_heads, dropout_p)
 
     def first_tokens(self, hidden: Tensor) -> Tensor:
         return hidden[:, 0]
 
-    @torch.compiler.disable
+    @eager_only
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         return attention(q[:, None], kv, self.key_mask, n_heads, dropout_p)[:, 0]
 
@@ -253,7 +254,7 @@ class Packing(PackedRows):
         slots = packed.index_select(0, self.gather).split([group.size * group.length for group in self.groups])
         return [slot.view(group.size, group.length, -1) for slot, group in zip(slots, self.groups, strict=True)]
 
-    @torch.compiler.disable
+    @eager_only
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         # Attention is the one step that needs the sequences apart: each group gets its own small grid.
         outputs = [
@@ -262,7 +263,7 @@ class Packing(PackedRows):
         ]
         return torch.cat(outputs).index_select(0, self.scatter)
 
-    @torch.compiler.disable
+    @eager_only
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         queries = q.index_select(0, self.by_length).split([group.size for group in self.groups])
         outputs = [

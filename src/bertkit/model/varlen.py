@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bertkit.device import to_device
+from bertkit.model.graph_breaks import eager_only
 from bertkit.model.packed import PackedRows
 
 # What FlashAttention's kernels take: half-precision inputs, head widths a multiple of 8 up to 256.
@@ -50,11 +51,11 @@ def kernel_fits(device: torch.device, dtype: torch.dtype, head_dim: int, dropout
     """Whether the varlen kernel computes this model's attention here: on a CUDA GPU of Ampere or later, in
     fp16 or bf16, with no attention dropout in this forward, with a window only where this PyTorch's kernel
     takes one."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False  # asked first: importing the kernel's module imports torch.compile's tracer too
     kernel, takes_window = _kernel()
     return (
-        device.type == "cuda"
-        and torch.cuda.is_available()
-        and kernel is not None
+        kernel is not None
         and _flash_capable(device.index if device.index is not None else torch.cuda.current_device())
         and dtype in KERNEL_DTYPES
         and head_dim % 8 == 0
@@ -110,14 +111,14 @@ class VarlenPacking(PackedRows):
         offsets = to_device(torch.tensor(ends, dtype=torch.int32), attention_mask.device)
         return cls(**packed.rows_fields(), offsets=offsets, max_len=max(packed.lengths + [fillers]))
 
-    @torch.compiler.disable
+    @eager_only
     def attention(self, qkv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         rows = qkv.shape[0]
         q, k, v = qkv.view(rows, 3, n_heads, -1).unbind(1)  # (rows, heads, head_dim) each
         context = varlen_attention(q, k, v, self.offsets, self.offsets, self.max_len, self.max_len, self.half_window)
         return context.reshape(rows, -1)  # (rows, heads * head_dim)
 
-    @torch.compiler.disable
+    @eager_only
     def first_token_attention(self, q: Tensor, kv: Tensor, n_heads: int, dropout_p: float) -> Tensor:
         """The first tokens' queries over all their sequence's keys (only global layers ask for this)."""
         queries = q.view(self.batch, n_heads, -1)  # (batch, heads, head_dim): one query per sequence

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from bertkit.errors import UserError
 from bertkit.model.bert import Encoder, EncoderLayer
+from bertkit.model.graph_breaks import leave_marked_out_of_graphs
 from bertkit.model.modern import ModernLayer
 
 
@@ -161,6 +162,7 @@ class CompiledLayers:
         self.layers = [m for m in model.modules() if isinstance(m, (EncoderLayer, ModernLayer))] if on else []
         if self.layers:
             _check_compiler(device)
+            leave_marked_out_of_graphs()
         for layer in self.layers:
             layer.compile(dynamic=True)
 
