@@ -3,173 +3,49 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from benchmarks.common import machine
-from benchmarks.embed import embedding_side_by_side
-from benchmarks.entities import entities_against_seqeval
-from benchmarks.finetune import finetune_side_by_side
-from benchmarks.infer import inference_side_by_side, tagging_inference_side_by_side
-from benchmarks.pretrain import compare_runs, dropout_curves, pretrain_side_by_side
-from benchmarks.steps import finetune_steps_side_by_side, loss_curves_side_by_side
-from benchmarks.task import task_side_by_side
-from benchmarks.tfidf import tfidf_baseline
-from benchmarks.tokenizer import tokenizer_throughput
-from bertkit.arguments import positive
+from benchmarks.commands import (
+    cmd_curves,
+    cmd_dropout,
+    cmd_embed,
+    cmd_entities,
+    cmd_finetune,
+    cmd_infer,
+    cmd_infer_tags,
+    cmd_numerics,
+    cmd_onnx,
+    cmd_pretrain,
+    cmd_serve,
+    cmd_steps,
+    cmd_task,
+    cmd_tfidf,
+    cmd_tokenizer,
+)
+from bertkit.arguments import OneLineParser, positive
 from bertkit.config import PRECISIONS
-from bertkit.data.readers import read_table
-from bertkit.device import pick_device
-from bertkit.run import default_model_dir
+
+Subcommands = argparse._SubParsersAction  # what `add_subparsers` returns
 
 
-def _setting(assignment: str) -> tuple[str, object]:
-    """`key=value` for bertkit's train section; the value is read as JSON when it parses."""
-    key, _, text = assignment.partition("=")
-    try:
-        return key, json.loads(text)
-    except json.JSONDecodeError:
-        return key, text
+def _add_device_option(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
 
 
-def cmd_tokenizer(args: argparse.Namespace) -> None:
-    rows = tokenizer_throughput(args.model or default_model_dir(), args.data, args.column)
-    print(f"machine: {machine()}")
-    for row in rows:
-        print(json.dumps(row))
+def _add_set_option(bench: argparse.ArgumentParser, help: str = "override the config") -> None:
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
-def cmd_finetune(args: argparse.Namespace) -> None:
-    print(f"machine: {machine(pick_device())}")
-    summary = finetune_side_by_side(
-        args.data,
-        args.seeds,
-        args.text,
-        args.label,
-        args.max_len,
-        best_effort=args.best_effort,
-        work_dir=args.work_dir,
-        model_dir=args.model,
-        settings=dict(_setting(a) for a in args.set) or None,
-    )
-    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
-
-
-def cmd_pretrain(args: argparse.Namespace) -> None:
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = pretrain_side_by_side(
-        args.config, args.steps, overrides=args.set, device=args.device, peak_tflops=args.peak_tflops
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_dropout(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
-    print(json.dumps(dropout_curves(args.config, args.steps, args.seeds, overrides=args.set), indent=1))
-
-
-def cmd_curves(args: argparse.Namespace) -> None:
-    print(json.dumps(compare_runs(args.runs, args.metric, args.out), indent=1))
-
-
-def cmd_tfidf(args: argparse.Namespace) -> None:
-    print(json.dumps(tfidf_baseline(args.train, args.test, args.text, args.label, args.train_rows), indent=1))
-
-
-def cmd_steps(args: argparse.Namespace) -> None:
-    print(f"machine: {machine(pick_device(args.device))}")
-    results = {}
-    for model in args.model or [None]:
-        results[str(model or "MiniLM-L6")] = finetune_steps_side_by_side(
-            args.data,
-            args.text,
-            args.label,
-            model,
-            batch_size=args.batch_size,
-            steps=args.steps,
-            device=args.device,
-            tokenizer_dir=args.tokenizer,
-            bf16_reference=False if args.no_bf16_reference else None,
-            compile_layers=args.compile,
-        )
-    print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1))
-
-
-def cmd_numerics(args: argparse.Namespace) -> None:
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = loss_curves_side_by_side(
-        args.data,
-        args.text,
-        args.label,
-        args.model,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        device=args.device,
-        tokenizer_dir=args.tokenizer,
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_infer(args: argparse.Namespace) -> None:
-    texts = [row[args.column] for path in args.data for row in read_table(path, [args.column])]
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = inference_side_by_side(
-        texts, args.model, args.batch_size, args.max_len, precision=args.precision, device=args.device
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_infer_tags(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
-    result = tagging_inference_side_by_side(
-        args.model, args.data, args.batch_size, args.max_len, precision=args.precision
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_entities(args: argparse.Namespace) -> None:
-    for row in entities_against_seqeval(args.model, args.data):
-        print(json.dumps(row))
-
-
-def cmd_embed(args: argparse.Namespace) -> None:
-    print(f"machine: {machine(pick_device(args.device))}")
-    result = embedding_side_by_side(
-        args.data, args.model or default_model_dir(), repeats=args.repeats, precision=args.precision, device=args.device
-    )
-    print(json.dumps(result, indent=1))
-
-
-def cmd_task(args: argparse.Namespace) -> None:
-    print(f"machine: {machine()}")
-    summary = task_side_by_side(args.config, args.seeds, args.work_dir, args.set)
-    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    from benchmarks.serve_load import load_test
-
-    print(f"machine: {machine()}")
-    result = load_test(args.model, args.data, args.column, args.seconds, args.limit, args.max_queue)
-    print(json.dumps(result, indent=1))
-
-
-def cmd_onnx(args: argparse.Namespace) -> None:
-    from benchmarks.onnx_runtime import runtimes_side_by_side
-
-    print(f"machine: {machine()}")
-    print(json.dumps(runtimes_side_by_side(args.model, args.data, args.work_dir, args.repeats), indent=1))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertkit bench", description=__doc__)
-    benches = parser.add_subparsers(dest="bench", required=True)
+def _add_tokenizer(benches: Subcommands) -> None:
     tok = benches.add_parser("tokenizer", help="batch-encoding tokens/s against transformers' fast tokenizer")
     tok.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
     tok.add_argument("--column", default="sentence", help="text column (default: sentence)")
     tok.add_argument("--model", type=Path, help="model directory with vocab.txt (default: MiniLM-L6)")
     tok.set_defaults(run=cmd_tokenizer)
+
+
+def _add_finetune(benches: Subcommands) -> None:
     finetune = benches.add_parser("finetune", help="fine-tuning accuracy and real tokens/s against the Trainer")
     finetune.add_argument("data", type=Path, help="folder with train.tsv, dev.tsv, test.tsv")
     finetune.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
@@ -183,38 +59,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     finetune.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
     finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
-    finetune.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="bertkit train settings, e.g. --set precision=fp32",
-    )
+    _add_set_option(finetune, "bertkit train settings, e.g. --set precision=fp32")
     finetune.set_defaults(run=cmd_finetune)
+
+
+def _add_pretrain(benches: Subcommands) -> None:
     pretraining = benches.add_parser(
         "pretrain", help="pretraining tokens/s against transformers' BertForPreTraining on the same batches"
     )
     pretraining.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
     pretraining.add_argument("--steps", type=positive(int), default=20, help="timed steps per library")
-    pretraining.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
-    pretraining.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    _add_set_option(pretraining)
+    _add_device_option(pretraining)
     pretraining.add_argument(
-        "--peak-tflops", type=float, help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
+        "--peak-tflops", type=positive(float), help="the device's bf16 peak, for MFU (known GPUs: looked up by name)"
     )
     pretraining.set_defaults(run=cmd_pretrain)
+
+
+def _add_dropout(benches: Subcommands) -> None:
     dropout = benches.add_parser(
         "dropout", help="pretraining loss curves with dropout on, bertkit against transformers, seed by seed"
     )
     dropout.add_argument("config", type=Path, help="pretraining run config (its model, corpus and batch size)")
     dropout.add_argument("--steps", type=positive(int), default=300)
     dropout.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    dropout.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    _add_set_option(dropout)
     dropout.set_defaults(run=cmd_dropout)
+
+
+def _add_curves(benches: Subcommands) -> None:
     curves = benches.add_parser("curves", help="dev loss of several runs against tokens seen and minutes, one plot")
     curves.add_argument("runs", type=Path, nargs="+", help="run directories (their metrics.jsonl)")
     curves.add_argument("--metric", default="mlm_loss", help="a dev metric of the runs (default: mlm_loss)")
     curves.add_argument("--out", type=Path, default=Path("curves.png"))
     curves.set_defaults(run=cmd_curves)
+
+
+def _add_tfidf(benches: Subcommands) -> None:
     tfidf = benches.add_parser("tfidf", help="character TF-IDF and logistic regression: the baseline to beat")
     tfidf.add_argument("train", type=Path)
     tfidf.add_argument("--test", type=Path, required=True)
@@ -222,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     tfidf.add_argument("--label", default="label")
     tfidf.add_argument("--train-rows", type=positive(int), help="the first N training rows (a low-resource subset)")
     tfidf.set_defaults(run=cmd_tfidf)
+
+
+def _add_steps(benches: Subcommands) -> None:
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )
@@ -248,8 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
     steps.add_argument("--batch-size", type=positive(int), default=32)
     steps.add_argument("--steps", type=positive(int), default=20, help="timed steps per model and batch order")
-    steps.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    _add_device_option(steps)
     steps.set_defaults(run=cmd_steps)
+
+
+def _add_numerics(benches: Subcommands) -> None:
     numerics = benches.add_parser(
         "numerics", help="training loss curves: bertkit's default path against its padded fp32 path, with transformers"
     )
@@ -260,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     numerics.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
     numerics.add_argument("--batch-size", type=positive(int), default=32)
     numerics.add_argument("--steps", type=positive(int), default=200)
-    numerics.add_argument("--device", help="cpu, cuda, mps (default: the best one here)")
+    _add_device_option(numerics)
     numerics.set_defaults(run=cmd_numerics)
+
+
+def _add_infer(benches: Subcommands) -> None:
     inference = benches.add_parser(
         "infer", help="prediction sentences/s against transformers and onnxruntime on the same weights"
     )
@@ -270,11 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
     inference.add_argument("--batch-size", type=positive(int), default=32)
     inference.add_argument("--max-len", type=positive(int), default=128)
-    inference.add_argument("--device", help="cpu, cuda (default: the best one here)")
+    _add_device_option(inference)
     inference.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="bertkit's (transformers runs fp32): auto or fp32"
     )
     inference.set_defaults(run=cmd_infer)
+
+
+def _add_infer_tags(benches: Subcommands) -> None:
     tags = benches.add_parser(
         "infer-tags", help="tagging sentences/s against transformers' token classification, same weights"
     )
@@ -284,43 +178,81 @@ def build_parser() -> argparse.ArgumentParser:
     tags.add_argument("--max-len", type=positive(int), default=128)
     tags.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     tags.set_defaults(run=cmd_infer_tags)
+
+
+def _add_entities(benches: Subcommands) -> None:
     entity_scores = benches.add_parser(
         "entities", help="entity scores of a tagging model's predictions (and perturbed ones) against seqeval"
     )
     entity_scores.add_argument("model", type=Path, help="a tagging model directory (bertkit train, task tag)")
     entity_scores.add_argument("data", type=Path, help="labelled CoNLL file")
     entity_scores.set_defaults(run=cmd_entities)
+
+
+def _add_embed(benches: Subcommands) -> None:
     embedding = benches.add_parser(
         "embed", help="zero-shot STS and embedding sentences/s against sentence-transformers, same model"
     )
     embedding.add_argument("data", type=Path, help="scored pairs (sentence1, sentence2, score), e.g. stsb/test.tsv")
     embedding.add_argument("--model", type=Path, help="sentence-transformers or bertkit directory (default: MiniLM)")
     embedding.add_argument("--repeats", type=positive(int), default=3)
-    embedding.add_argument("--device", help="cpu, cuda (default: the best one here)")
+    _add_device_option(embedding)
     embedding.add_argument("--precision", choices=PRECISIONS, default="auto", help="bertkit's: auto or fp32")
     embedding.set_defaults(run=cmd_embed)
+
+
+def _add_task(benches: Subcommands) -> None:
     task = benches.add_parser(
         "task", help="a run config (pair, tag) trained by bertkit and by transformers' Trainer, seed by seed"
     )
     task.add_argument("config", type=Path, help="run config JSON (configs/mrpc.json, configs/conll2003.json, ...)")
     task.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     task.add_argument("--work-dir", type=Path, default=Path("runs/bench_task"))
-    task.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the config")
+    _add_set_option(task)
     task.set_defaults(run=cmd_task)
+
+
+def _add_serve(benches: Subcommands) -> None:
     load = benches.add_parser("serve", help="load test of bertkit serve: 1-128 clients, batching on and off")
     load.add_argument("model", type=Path, help="a classifier or embedding model directory")
     load.add_argument("data", type=Path, help="TSV/CSV/JSONL of texts, one a request")
     load.add_argument("--column", default="sentence", help="text column (default: sentence)")
-    load.add_argument("--seconds", type=float, default=8.0, help="per closed-loop run")
+    load.add_argument("--seconds", type=positive(float), default=8.0, help="per closed-loop run")
     load.add_argument("--limit", type=positive(int), default=1000, help="texts taken from the file")
     load.add_argument("--max-queue", type=positive(int), default=1024, help="the server's --max-queue")
     load.set_defaults(run=cmd_serve)
+
+
+def _add_onnx(benches: Subcommands) -> None:
     onnx = benches.add_parser("onnx", help="a model against its ONNX export, fp32 and int8: scores and speed")
     onnx.add_argument("model", type=Path, help="a saved model directory")
     onnx.add_argument("data", type=Path, help="a labelled file the model's task reads (its test set)")
     onnx.add_argument("--work-dir", type=Path, default=Path("runs/bench_onnx"))
     onnx.add_argument("--repeats", type=positive(int), default=3)
     onnx.set_defaults(run=cmd_onnx)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="bertkit bench", description=__doc__)
+    benches = parser.add_subparsers(dest="bench", required=True)
+    for add in (
+        _add_tokenizer,
+        _add_finetune,
+        _add_pretrain,
+        _add_dropout,
+        _add_curves,
+        _add_tfidf,
+        _add_steps,
+        _add_numerics,
+        _add_infer,
+        _add_infer_tags,
+        _add_entities,
+        _add_embed,
+        _add_task,
+        _add_serve,
+        _add_onnx,
+    ):
+        add(benches)
     return parser
 
 

@@ -6,8 +6,17 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import NoReturn
 
 from bertkit.io import is_text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line told in one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 PRECISION_HELP = "auto (default): as in training, bf16 where it pays; fp32: the plain path, for checking"
 

@@ -10,9 +10,8 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-from bertkit.arguments import PRECISION_HELP, file_path, fraction, positive
+from bertkit.arguments import PRECISION_HELP, OneLineParser, file_path, fraction, positive
 from bertkit.config import PRECISIONS
 from bertkit.embed_command import add_embedding_parsers
 from bertkit.errors import UserError, one_line
@@ -151,13 +150,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
         sys.modules["benchmarks"] = package = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(package)
     importlib.import_module("benchmarks.cli").main(args.arguments)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, with a mistake on the command line told in one line (the usage is one `--help` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def model_command(
