@@ -58,7 +58,12 @@ def _add_finetune(benches: Subcommands) -> None:
         help="transformers with bf16 autocast and group_by_length instead of its defaults (bertkit then groups too)",
     )
     finetune.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6)")
-    finetune.add_argument("--work-dir", type=Path, default=Path("runs/bench_finetune"))
+    finetune.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/bench_finetune"),
+        help="the runs of each seed (replaced at each bench)",
+    )
     _add_set_option(finetune, "bertkit train settings, e.g. --set precision=fp32")
     finetune.set_defaults(run=cmd_finetune)
 
@@ -207,7 +212,9 @@ def _add_task(benches: Subcommands) -> None:
     )
     task.add_argument("config", type=Path, help="run config JSON (configs/mrpc.json, configs/conll2003.json, ...)")
     task.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    task.add_argument("--work-dir", type=Path, default=Path("runs/bench_task"))
+    task.add_argument(
+        "--work-dir", type=Path, default=Path("runs/bench_task"), help="the runs of each seed (replaced at each bench)"
+    )
     _add_set_option(task)
     task.set_defaults(run=cmd_task)
 

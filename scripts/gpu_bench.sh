@@ -104,7 +104,7 @@ korean)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   mkdir -p runs
   # Batches of 256: the small model keeps an H200 busy only with many tokens per step.
-  python3 -m bertkit pretrain configs/pretrain_nsmc.json --set tokenizer=.gpu/vocab_nsmc \
+  python3 -m bertkit pretrain configs/pretrain_nsmc.json --overwrite --set tokenizer=.gpu/vocab_nsmc \
     --set pretrain.prepared=.gpu/nsmc_corpus --set output_dir=runs/pretrain_nsmc_gpu --set train.max_minutes="$2" \
     --set train.batch_size=256 --set train.lr=1e-3 --set train.total_steps=1000000 --set train.n_epochs=1000 \
     --set train.save_steps=1000
@@ -114,7 +114,7 @@ modern)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   # The ModernBERT shape and the small-compute recipe (30% masking, no NSP, no dropout, lr 1e-3 fitted to the
   # budget), then one epoch of NSMC in bf16 for it and for random weights of the same shape, 3 seeds each.
-  python3 -m bertkit pretrain configs/pretrain_nsmc_modern_gpu.json --set tokenizer=.gpu/vocab_nsmc \
+  python3 -m bertkit pretrain configs/pretrain_nsmc_modern_gpu.json --overwrite --set tokenizer=.gpu/vocab_nsmc \
     --set pretrain.prepared=.gpu/nsmc_corpus --set train.max_minutes="$2"
   NSMC_EPOCHS=1 NSMC_PRECISION=auto "$0" nsmc runs/pretrain_nsmc_modern_gpu/model configs/modernbert_medium.json
   ;;
@@ -125,9 +125,10 @@ nsmc)
   # fp32 unless NSMC_PRECISION says otherwise: the BERT shape's attention dropout keeps it off the varlen kernel.
   for model in "$@"; do
     for seed in 42 43 44; do
-      run="runs/nsmc_gpu_$(basename "$model" .json)_$seed"
-      python3 -m bertkit train configs/nsmc_small_ko.json --set model="$model" --set tokenizer=.gpu/vocab_nsmc \
-        --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="$run" \
+      # named by the model's folder too: two pretrained `.../model` directories keep runs of their own
+      run="runs/nsmc_gpu_$(basename "$(dirname "$model")")_$(basename "$model" .json)_$seed"
+      python3 -m bertkit train configs/nsmc_small_ko.json --overwrite --set model="$model" \
+        --set tokenizer=.gpu/vocab_nsmc --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="$run" \
         --set train.seed="$seed" --set train.precision="${NSMC_PRECISION:-fp32}" \
         --set train.n_epochs="${NSMC_EPOCHS:-2}" > "$run.log" 2>&1 &
     done
