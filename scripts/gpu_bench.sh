@@ -128,8 +128,8 @@ nsmc)
       # named by the model's folder too: two pretrained `.../model` directories keep runs of their own
       run="runs/nsmc_gpu_$(basename "$(dirname "$model")")_$(basename "$model" .json)_$seed"
       python3 -m bertkit train configs/nsmc_small_ko.json --overwrite --set model="$model" \
-        --set tokenizer=.gpu/vocab_nsmc --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv --set output_dir="$run" \
-        --set train.seed="$seed" --set train.precision="${NSMC_PRECISION:-fp32}" \
+        --set tokenizer=.gpu/vocab_nsmc --set data.train=.gpu/nsmc_train.tsv --set data.test=.gpu/nsmc_test.tsv \
+        --set output_dir="$run" --set train.seed="$seed" --set train.precision="${NSMC_PRECISION:-fp32}" \
         --set train.n_epochs="${NSMC_EPOCHS:-2}" > "$run.log" 2>&1 &
     done
   done
