@@ -24,3 +24,11 @@ def test_the_readme_lists_every_task_and_its_links_lead_somewhere():
     for page in (ROOT / "docs").glob("*.md"):
         for link in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
             assert (page.parent / link).is_file(), (page.name, link)
+
+
+def test_the_layout_in_the_library_page_names_every_source_file():
+    layout = (ROOT / "docs" / "library.md").read_text()
+    package = ROOT / "src" / "bertkit"
+    for path in package.rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            assert f"  {path.relative_to(package)} " in layout, path.relative_to(package)
