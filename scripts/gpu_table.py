@@ -22,17 +22,36 @@ def figures(value: object, prefix: str = "") -> dict[str, float]:
 
 
 def read_results(path: Path) -> list[dict]:
-    """The JSON documents of a benchmark's output: one indented document, or one per line (`machine:` skipped)."""
-    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("machine:"))
-    try:
-        return [json.loads(text)]
-    except ValueError:
-        return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+    """The JSON documents of a benchmark's output, in order, each indented or on a line of its own; any other
+    line (the machine's name, a library's own print of a Python dict) is passed over."""
+    text, decoder = path.read_text(), json.JSONDecoder()
+    documents, at = [], 0
+    while (start := text.find("{", at)) != -1:
+        if text[text.rfind("\n", 0, start) + 1 : start].strip():  # a brace within a line of text
+            at = start + 1
+            continue
+        try:
+            document, at = decoder.raw_decode(text, start)
+            documents.append(document)
+        except ValueError:
+            at = start + 1
+    if not documents:
+        raise ValueError("no JSON result in it")
+    return documents
+
+
+def shown(value: float | str) -> str:
+    """A figure as the table prints it: whole numbers from 1,000 up (tokens/s), 4 significant digits below."""
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def main(folder: Path) -> int:
     rows = []
     for path in sorted(folder.glob("gpu_*.json")):
+        if path.name == "gpu_table.json":  # this script's own, from an earlier run
+            continue
         try:
             documents = read_results(path)
         except ValueError as error:
@@ -44,7 +63,7 @@ def main(folder: Path) -> int:
             rows += [{"benchmark": name, "figure": k, "value": v} for k, v in figures(document).items()]
     (folder / "gpu_table.json").write_text(json.dumps(rows, indent=1))
     lines = ["| benchmark | figure | value |", "|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['figure']} | {r['value']:,.4g} |" for r in rows if r["figure"] != "unreadable"]
+    lines += [f"| {r['benchmark']} | {r['figure']} | {shown(r['value'])} |" for r in rows]
     (folder / "gpu_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
