@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from bertkit.data.readers import read_table
-from bertkit.device import best_of, pick_device
+from bertkit.device import Precision, best_of, pick_device
 from bertkit.inference import load
 from bertkit.scoring import metrics
 
@@ -46,7 +46,8 @@ def embedding_side_by_side(
     their_embed = functools.partial(theirs.encode, texts, show_progress_bar=False)
     vectors = {"bertkit": ours.embed(texts), "sentence_transformers": their_embed().astype(np.float32)}
     gold = torch.tensor([float(row[score]) for row in rows])
-    result: dict = {"texts": len(texts), "pairs": len(rows), "precision": ours.precision, "device": target.type}
+    precision = Precision.resolve(ours.precision, target).name  # what `auto` became here
+    result: dict = {"texts": len(texts), "pairs": len(rows), "precision": precision, "device": target.type}
     for name, matrix in vectors.items():
         a = torch.from_numpy(matrix[[index[str(row[text_a])] for row in rows]])
         b = torch.from_numpy(matrix[[index[str(row[text_b])] for row in rows]])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bertkit.device import best_of, pick_device
+from bertkit.device import Precision, best_of, pick_device
 from bertkit.inference import load
 from bertkit.run import default_model_dir
 from bertkit.tasks.classify import ClassificationTask, ClassifySettings
@@ -106,6 +106,7 @@ def inference_side_by_side(
     result |= {f"ratio_vs_{name}": s / seconds["bertkit"] for name, s in seconds.items() if name != "bertkit"}
     result["max_probability_difference"] = difference
     result["sentences"], result["batch_size"], result["device"] = len(texts), batch_size, target.type
+    result["precision"] = Precision.resolve(precision, target).name  # bertkit's: what `auto` became here
     return result
 
 

@@ -21,7 +21,7 @@ def test_inference_bench_runs_the_same_weights_in_every_library(minilm_dir):
     texts = ["A gorgeous, witty, seductive movie.", "Bad.", "한국어 리뷰", "The plot is thin but it moves fast."] * 3
     result = inference_side_by_side(texts, minilm_dir, batch_size=4, repeats=1, precision="fp32")
     assert result["max_probability_difference"] < 1e-5
-    assert result["bertkit"]["sentences_per_s"] > 0 and result["device"] == "cpu"
+    assert result["bertkit"]["sentences_per_s"] > 0 and (result["device"], result["precision"]) == ("cpu", "fp32")
     for name in ("transformers", "transformers_sorted", "onnxruntime", "onnxruntime_sorted"):
         assert result[name]["sentences_per_s"] > 0 and result[f"ratio_vs_{name}"] > 0
 
