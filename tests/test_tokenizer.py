@@ -113,6 +113,8 @@ def test_long_words_become_unk_and_decode_joins_pieces(minilm_dir):
 def test_missing_vocab_and_missing_special_token(tmp_path):
     with pytest.raises(UserError, match=r"no tokenizer here \(vocab.txt or tokenizer.json\)"):
         Tokenizer.from_pretrained(tmp_path)
+    with pytest.raises(UserError, match=r"nope: not found$"):
+        Tokenizer.from_pretrained(tmp_path / "nope")
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
     with pytest.raises(UserError, match=r"no mask_token '\[MASK\]'"):
         Tokenizer.from_pretrained(tmp_path)

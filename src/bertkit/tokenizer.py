@@ -207,6 +207,8 @@ class Tokenizer:
         """`vocab.txt` (Google's WordPiece) or else `tokenizer.json`, with `tokenizer_config.json` when present;
         keyword overrides of the WordPiece settings win over the files."""
         directory = Path(directory)
+        if not directory.exists():
+            raise UserError(f"{directory}: not found")
         saved, config_path = {}, directory / "tokenizer_config.json"
         if config_path.is_file():
             saved = read_json(config_path)
