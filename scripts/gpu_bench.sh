@@ -11,7 +11,8 @@
 #                                  the Trainer with MiniLM's weights, 3 seeds (bench finetune --best-effort)
 #   scripts/gpu_bench.sh korean M  there: the Korean BERT pretrained for M minutes (bf16), then fine-tuned on NSMC
 #                                  with 3 seeds at once; the model and the runs' records land in runs/
-#   scripts/gpu_bench.sh modern M  there: the ModernBERT recipe (configs/pretrain_nsmc_modern_gpu.json) for M minutes,
+#   scripts/gpu_bench.sh modern M  there: the ModernBERT recipe's steps against ModernBertForMaskedLM, then the recipe
+#                                  (configs/pretrain_nsmc_modern_gpu.json) for M minutes,
 #                                  then NSMC for it and for random weights, 3 seeds each at once, one epoch in bf16
 #   scripts/gpu_bench.sh nsmc M...  there: fine-tunes each model (a directory, or an architecture JSON to start from
 #                                  random weights) on NSMC in fp32, 3 seeds each, all at once; accuracies in
@@ -112,11 +113,16 @@ korean)
   ;;
 modern)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  out=${OUT:-runs}
+  # Pretraining steps of the ModernBERT shape against transformers' ModernBertForMaskedLM, same batches, bf16.
+  bench pretrain_modern python3 -m bertkit bench pretrain configs/pretrain_nsmc_modern_gpu.json --device cuda \
+    --steps 30 --set tokenizer=.gpu/vocab_nsmc --set pretrain.prepared=.gpu/nsmc_corpus
   # The ModernBERT shape and the small-compute recipe (30% masking, no NSP, no dropout, lr 1e-3 fitted to the
   # budget), then one epoch of NSMC in bf16 for it and for random weights of the same shape, 3 seeds each.
   python3 -m bertkit pretrain configs/pretrain_nsmc_modern_gpu.json --overwrite --set tokenizer=.gpu/vocab_nsmc \
     --set pretrain.prepared=.gpu/nsmc_corpus --set train.max_minutes="$2"
   NSMC_EPOCHS=1 NSMC_PRECISION=auto "$0" nsmc runs/pretrain_nsmc_modern_gpu/model configs/modernbert_medium.json
+  python3 scripts/gpu_table.py "$out"
   ;;
 nsmc)
   export PYTHONPATH=src HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
