@@ -23,6 +23,8 @@ from benchmarks.common import (
 )
 from bertkit.data.batching import Batch, epoch_batches, lengths_of
 from bertkit.device import Precision, pick_device
+from bertkit.errors import UserError
+from bertkit.io import check_writable
 from bertkit.model.bert import set_unpad
 from bertkit.model.dropout import set_dropout
 from bertkit.run import build_task
@@ -155,6 +157,30 @@ def dropout_curves(
     }
 
 
+def _evaluations(run_dir: Path, metric: str) -> list[dict]:
+    """A run's dev evaluations that hold `metric`, from its metrics.jsonl; a run without any is an error, not
+    a line missing from the plot."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no metrics.jsonl here (not a run directory)")
+    evals, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line) if line.strip() else {}
+        except ValueError:
+            raise UserError(f"{path}: line {number}: not JSON") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}: line {number}: not a JSON object")
+        if record.get("kind") == "eval":
+            seen.update(record)
+            if metric in record and "tokens" in record and "train_seconds" in record:
+                evals.append(record)
+    if not evals:
+        measured = sorted(seen - {"kind", "split", "step", "tokens", "train_seconds"})
+        raise UserError(f"{path}: no dev evaluation of {metric!r} (evaluated: {', '.join(measured) or 'nothing'})")
+    return evals
+
+
 def compare_runs(run_dirs: Sequence[Path], metric: str, out: Path) -> dict:
     """Dev `metric` of finished or running runs against real training tokens seen and minutes of training,
     one line per run, into one PNG; returns each run's last evaluation."""
@@ -163,13 +189,11 @@ def compare_runs(run_dirs: Sequence[Path], metric: str, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    check_writable(out)
+    runs = {run_dir: _evaluations(run_dir, metric) for run_dir in run_dirs}  # every run read before drawing
     figure, (by_tokens, by_minutes) = plt.subplots(1, 2, figsize=(11, 4))
     last = {}
-    for run_dir in run_dirs:
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-        evals = [r for r in records if r["kind"] == "eval" and metric in r and "tokens" in r]
-        if not evals:
-            continue
+    for run_dir, evals in runs.items():
         values = [r[metric] for r in evals]
         by_tokens.plot([r["tokens"] / 1e6 for r in evals], values, "o-", markersize=3, label=run_dir.name)
         by_minutes.plot([r["train_seconds"] / 60 for r in evals], values, "o-", markersize=3, label=run_dir.name)

@@ -266,3 +266,23 @@ def test_finetune_bench_trains_both_libraries_on_the_same_device(tmp_path, minil
     # the Trainer is kept off a GPU only where bertkit runs on the CPU
     assert trainer_placement(torch.device("cuda")) == {"use_cpu": False}
     assert trainer_placement(torch.device("cpu")) == {"use_cpu": True}
+
+
+def test_curves_refuse_what_is_not_a_run_with_its_metric_in_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    evaluation = {"kind": "eval", "split": "dev", "step": 10, "tokens": 100, "train_seconds": 1.0, "accuracy": 0.5}
+    cases = [
+        ("", "no metrics.jsonl here (not a run directory)"),
+        (json.dumps(evaluation) + "\n{oops\n", "metrics.jsonl: line 2: not JSON"),
+        ("[1]\n", "metrics.jsonl: line 1: not a JSON object"),
+        (json.dumps(evaluation) + "\n", "no dev evaluation of 'mlm_loss' (evaluated: accuracy)"),
+    ]
+    for content, message in cases:
+        (run / "metrics.jsonl").unlink(missing_ok=True)
+        if content:
+            (run / "metrics.jsonl").write_text(content)
+        assert main(["bench", "curves", str(run), "--out", str(tmp_path / "c.png")]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and "\n" not in error
+    assert not (tmp_path / "c.png").exists()
