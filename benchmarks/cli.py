@@ -37,6 +37,17 @@ def _add_set_option(bench: argparse.ArgumentParser, help: str = "override the co
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
+def _add_step_options(bench: argparse.ArgumentParser, steps: int, steps_help: str) -> None:
+    """What the step benches (steps, numerics) share: the training file and its columns, the batches, the device."""
+    bench.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
+    bench.add_argument("--text", default="sentence")
+    bench.add_argument("--label", default="label")
+    bench.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
+    bench.add_argument("--batch-size", type=positive(int), default=32)
+    bench.add_argument("--steps", type=positive(int), default=steps, help=steps_help)
+    _add_device_option(bench)
+
+
 def _add_tokenizer(benches: Subcommands) -> None:
     tok = benches.add_parser("tokenizer", help="batch-encoding tokens/s against transformers' fast tokenizer")
     tok.add_argument("data", type=Path, nargs="+", help="TSV/CSV/JSONL files of texts")
@@ -115,9 +126,6 @@ def _add_steps(benches: Subcommands) -> None:
     steps = benches.add_parser(
         "steps", help="fine-tuning step tokens/s: bertkit (default and padded), transformers fp32 and bf16"
     )
-    steps.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
-    steps.add_argument("--text", default="sentence")
-    steps.add_argument("--label", default="label")
     steps.add_argument(
         "--model",
         type=Path,
@@ -135,10 +143,7 @@ def _add_steps(benches: Subcommands) -> None:
         action="store_true",
         help="time bertkit with `train.compile` too (bertkit_compiled), with the seconds spent compiling",
     )
-    steps.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
-    steps.add_argument("--batch-size", type=positive(int), default=32)
-    steps.add_argument("--steps", type=positive(int), default=20, help="timed steps per model and batch order")
-    _add_device_option(steps)
+    _add_step_options(steps, 20, "timed steps per model and batch order")
     steps.set_defaults(run=cmd_steps)
 
 
@@ -146,14 +151,8 @@ def _add_numerics(benches: Subcommands) -> None:
     numerics = benches.add_parser(
         "numerics", help="training loss curves: bertkit's default path against its padded fp32 path, with transformers"
     )
-    numerics.add_argument("data", type=Path, help="training TSV/CSV/JSONL")
-    numerics.add_argument("--text", default="sentence")
-    numerics.add_argument("--label", default="label")
     numerics.add_argument("--model", type=Path, help="encoder directory (default: MiniLM-L6), or a model JSON")
-    numerics.add_argument("--tokenizer", type=Path, help="vocabulary directory, for a model JSON")
-    numerics.add_argument("--batch-size", type=positive(int), default=32)
-    numerics.add_argument("--steps", type=positive(int), default=200)
-    _add_device_option(numerics)
+    _add_step_options(numerics, 200, "steps of each curve")
     numerics.set_defaults(run=cmd_numerics)
 
 

@@ -73,37 +73,35 @@ def cmd_tfidf(args: argparse.Namespace) -> None:
     print(json.dumps(tfidf_baseline(args.train, args.test, args.text, args.label, args.train_rows), indent=1))
 
 
+def _step_options(args: argparse.Namespace) -> dict:
+    """The arguments the step benches (steps, numerics) share, by their functions' names."""
+    return {
+        "train_file": args.data,
+        "text": args.text,
+        "label": args.label,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "device": args.device,
+        "tokenizer_dir": args.tokenizer,
+    }
+
+
 def cmd_steps(args: argparse.Namespace) -> None:
     print(f"machine: {machine(pick_device(args.device))}")
     results = {}
     for model in args.model or [None]:
         results[str(model or "MiniLM-L6")] = finetune_steps_side_by_side(
-            args.data,
-            args.text,
-            args.label,
-            model,
-            batch_size=args.batch_size,
-            steps=args.steps,
-            device=args.device,
-            tokenizer_dir=args.tokenizer,
+            model_dir=model,
             bf16_reference=False if args.no_bf16_reference else None,
             compile_layers=args.compile,
+            **_step_options(args),
         )
     print(json.dumps(results if len(results) > 1 else next(iter(results.values())), indent=1))
 
 
 def cmd_numerics(args: argparse.Namespace) -> None:
     print(f"machine: {machine(pick_device(args.device))}")
-    result = loss_curves_side_by_side(
-        args.data,
-        args.text,
-        args.label,
-        args.model,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        device=args.device,
-        tokenizer_dir=args.tokenizer,
-    )
+    result = loss_curves_side_by_side(model_dir=args.model, **_step_options(args))
     print(json.dumps(result, indent=1))
 
 
