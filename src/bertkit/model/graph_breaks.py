@@ -18,14 +18,15 @@ _waiting: list[Callable[[], None]] = []
 
 def eager_only(method: Method) -> Method:
     """`method`, run as it is (a graph break) by torch.compile once `leave_marked_out_of_graphs` was called."""
-    runs = [method]  # what a call runs: the method, then the method behind torch.compiler.disable
+    runs = method  # what a call runs: the method, then the method behind torch.compiler.disable
 
     @functools.wraps(method)
     def call(*args, **kwargs):
-        return runs[0](*args, **kwargs)
+        return runs(*args, **kwargs)
 
     def disable() -> None:
-        runs[0] = torch.compiler.disable(method)
+        nonlocal runs
+        runs = torch.compiler.disable(method)
 
     _waiting.append(disable)
     return call  # type: ignore[return-value]
